@@ -1,0 +1,42 @@
+# vadstream: `make run` starts the daemon on the default microphone, `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: run test bench train evaluate setup setup-test clean
+
+$(BIN)/python:
+	./script/setup-system run
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.run-installed: $(BIN)/python setup.cfg
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: $(BIN)/python setup.cfg
+	./script/setup-system test
+	$(BIN)/pip install -q -e '.[test,train,bench,plot]'
+	touch $@
+
+setup: $(VENV)/.run-installed
+setup-test: $(VENV)/.test-installed
+
+run: setup
+	$(BIN)/vadstream run $(ARGS)
+
+test: setup-test
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: setup-test
+	$(BIN)/python -m bench $(ARGS)
+
+train: setup-test
+	$(BIN)/vadstream train $(ARGS)
+
+evaluate: setup-test
+	$(BIN)/vadstream evaluate $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from vadstream.cli import main
+
+sys.exit(main())

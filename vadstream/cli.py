@@ -1,0 +1,57 @@
+"""``vadstream`` command line: dispatches subcommands to the modules that own them.
+
+Each command module exposes ``add_arguments(parser)`` and ``main(args) -> int`` and keeps its
+module-level imports light (torch, matplotlib, sounddevice are imported inside ``main``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from vadstream import __version__
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("vadstream.daemon", "run the daemon: audio in, ZeroMQ speech events out"),
+    "listen": ("vadstream.listen", "subscribe to a running daemon and print its events"),
+    "devices": ("vadstream.devices", "list audio input devices and their default rates"),
+    "file": ("vadstream.filecmd", "find speech segments in audio files"),
+    "monitor": ("vadstream.monitor", "live terminal view of speech probability and state"),
+    "train": ("vadstream.training.train", "train a model (needs the 'train' extra)"),
+    "evaluate": ("vadstream.training.evaluate", "evaluate models against peers on held-out data"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vadstream", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vadstream {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # command not built into this version
+            raise
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_main", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._main(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

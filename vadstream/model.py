@@ -1,0 +1,179 @@
+"""The ONNX speech model and the contract stored in its metadata.
+
+A vadstream model is an ONNX file whose metadata (``metadata_props``) holds a JSON document under
+the key ``vadstream`` (:class:`ModelSpec`): the feature configuration it was trained with, how
+many MFCC frames make one hop, the input window (context) and lookahead in frames, how many hops
+one inference scores, and the per-coefficient normalisation. The graph takes one input of shape
+``[batch, context_frames, numcep]`` (normalised MFCC, float32) and returns one output of shape
+``[batch, outputs_per_inference]`` (speech probabilities).
+
+Window geometry: an inference that scores hops ``g*K .. g*K+K-1`` (K = outputs_per_inference)
+sees frames ``last-context_frames+1 .. last`` with ``last = (g+1)*K*frames_per_hop - 1 +
+lookahead_frames``. Frames before the start of the stream (and past its end at flush) are the
+zero vector in normalised space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from vadstream.features import FeatureConfig
+
+METADATA_KEY = "vadstream"
+SPEC_VERSION = 1
+INPUT_NAME = "features"
+OUTPUT_NAME = "speech_prob"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "vadstream.onnx"
+
+
+class ModelError(ValueError):
+    """The model file is missing, unreadable, or does not carry a valid vadstream contract."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What the runtime must know to feed a model; stored as JSON in the ONNX metadata."""
+
+    features: FeatureConfig
+    frames_per_hop: int
+    context_frames: int
+    lookahead_frames: int
+    outputs_per_inference: int
+    norm_mean: tuple[float, ...]
+    norm_std: tuple[float, ...]
+    name: str = "vadstream"
+    version: str = "0"
+    spec_version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        numcep = self.features.numcep
+        checks = [
+            (self.frames_per_hop >= 1, "frames_per_hop must be >= 1"),
+            (self.outputs_per_inference >= 1, "outputs_per_inference must be >= 1"),
+            (self.lookahead_frames >= 0, "lookahead_frames must be >= 0"),
+            (self.context_frames >= self.frames_per_hop * self.outputs_per_inference + self.lookahead_frames,
+             "context_frames must cover the scored hops plus the lookahead"),
+            (len(self.norm_mean) == numcep and len(self.norm_std) == numcep,
+             f"norm_mean and norm_std must have numcep={numcep} values"),
+            (all(s > 0 for s in self.norm_std), "norm_std values must be > 0"),
+            (self.spec_version == SPEC_VERSION, f"spec_version {self.spec_version} is not {SPEC_VERSION}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ModelError(f"invalid model metadata: {message}")
+
+    @property
+    def hop_samples(self) -> int:
+        return self.frames_per_hop * self.features.step_samples
+
+    @property
+    def lookahead_samples(self) -> int:
+        """Samples after the end of a hop that must arrive before its probability is known."""
+        step = self.features.step_samples
+        frames_after_hop = (self.outputs_per_inference - 1) * self.frames_per_hop + self.lookahead_frames
+        return max(0, (frames_after_hop - 1) * step + self.features.frame_samples)
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["norm_mean"] = list(self.norm_mean)
+        data["norm_std"] = list(self.norm_std)
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        try:
+            data: dict[str, Any] = json.loads(text)
+            data["features"] = FeatureConfig.from_dict(data["features"])
+            data["norm_mean"] = tuple(float(v) for v in data["norm_mean"])
+            data["norm_std"] = tuple(float(v) for v in data["norm_std"])
+            names = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(data) - names)
+            if unknown:
+                raise ModelError(f"invalid model metadata: unknown key(s) {', '.join(unknown)}")
+            return cls(**data)
+        except ModelError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"invalid model metadata under '{METADATA_KEY}': {exc!r}") from exc
+
+
+def session_options():
+    """ONNX Runtime options for a live stream: one thread each, no spinning (idle CPU stays idle)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+class OnnxModel:
+    """A loaded model: validated spec plus an ONNX Runtime session (one per stream; not shared)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+        if not self.path.is_file():
+            raise ModelError(f"model file not found: {self.path}")
+        try:
+            self._session = ort.InferenceSession(str(self.path), sess_options=session_options(),
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load ONNX model {self.path}: {exc}") from exc
+        meta = self._session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise ModelError(f"model {self.path} has no '{METADATA_KEY}' metadata: not a vadstream model "
+                             "(export it with vadstream.training.export)")
+        self.spec = ModelSpec.from_json(meta[METADATA_KEY])
+        self._check_io()
+        # The bound C++ run method skips Python-side argument checks already done in _check_io.
+        self._run = self._session._sess.run
+
+    def _check_io(self) -> None:
+        inputs = self._session.get_inputs()
+        outputs = self._session.get_outputs()
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
+            raise ModelError(f"model {self.path} must have one input named '{INPUT_NAME}', "
+                             f"has {[i.name for i in inputs]}")
+        if len(outputs) != 1 or outputs[0].name != OUTPUT_NAME:
+            raise ModelError(f"model {self.path} must have one output named '{OUTPUT_NAME}', "
+                             f"has {[o.name for o in outputs]}")
+        want_in = [self.spec.context_frames, self.spec.features.numcep]
+        got_in = list(inputs[0].shape[1:])
+        if len(inputs[0].shape) != 3 or got_in != want_in:
+            raise ModelError(f"model {self.path} input shape {inputs[0].shape} does not match its metadata "
+                             f"[batch, {want_in[0]}, {want_in[1]}] (context_frames, numcep)")
+        got_out = list(outputs[0].shape[1:])
+        if len(outputs[0].shape) != 2 or got_out != [self.spec.outputs_per_inference]:
+            raise ModelError(f"model {self.path} output shape {outputs[0].shape} does not match its metadata "
+                             f"[batch, {self.spec.outputs_per_inference}] (outputs_per_inference)")
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        """Probabilities (batch, outputs_per_inference) for normalised windows (batch, context, numcep)."""
+        return self._run([OUTPUT_NAME], {INPUT_NAME: windows}, None)[0]
+
+
+def write_spec(onnx_path: str | os.PathLike[str], spec: ModelSpec) -> None:
+    """Store ``spec`` in an ONNX file's metadata (needs the ``onnx`` package, a training extra)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    prop = model.metadata_props.add()
+    prop.key = METADATA_KEY
+    prop.value = spec.to_json()
+    onnx.save(model, str(onnx_path))

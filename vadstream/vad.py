@@ -1,0 +1,130 @@
+"""``Vad``: audio samples in, one speech probability per hop out; streaming equals offline."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from vadstream.features import StreamingMfcc
+from vadstream.model import ModelSpec, OnnxModel
+
+
+def to_float32(samples: np.ndarray) -> np.ndarray:
+    """Mono samples as float32 in [-1, 1): int16 is scaled by 1/32768, floats pass through."""
+    x = np.asarray(samples)
+    if x.ndim != 1:
+        if x.ndim == 2 and 1 in x.shape:
+            x = x.reshape(-1)
+        else:
+            raise ValueError(f"expected mono samples (1-D), got shape {x.shape}")
+    if x.dtype == np.int16:
+        return x.astype(np.float32) * np.float32(1.0 / 32768.0)
+    if x.dtype.kind == "f":
+        return x.astype(np.float32, copy=False)
+    raise TypeError(f"samples must be int16 or float, got {x.dtype}")
+
+
+class Vad:
+    """Streaming voice activity probabilities for one 16 kHz mono stream.
+
+    ``process(samples)`` accepts int16 or float32 samples of any length and returns the
+    probabilities of the hops completed so far (float32, possibly empty). The k-th probability
+    since the last :meth:`reset` belongs to the hop starting at sample ``k * hop_samples``; it is
+    returned once ``lookahead_samples`` past that hop's end have arrived. :meth:`flush` returns
+    the rest (every hop that started before the end of the audio) and resets. Each instance owns
+    its own ONNX session and state: use one per stream.
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | OnnxModel | None = None):
+        self.model = model if isinstance(model, OnnxModel) else OnnxModel(model)
+        self.spec: ModelSpec = self.model.spec
+        spec = self.spec
+        self.sample_rate_hz = spec.features.sample_rate_hz
+        self.hop_samples = spec.hop_samples
+        self.lookahead_samples = spec.lookahead_samples
+        self._mean = np.asarray(spec.norm_mean, dtype=np.float64)
+        self._inv_std = 1.0 / np.asarray(spec.norm_std, dtype=np.float64)
+        self._group_frames = spec.frames_per_hop * spec.outputs_per_inference
+        self._context = spec.context_frames
+        # Normalised frames, with `context` zero rows in front standing for "before the stream".
+        self._capacity = self._context + 4096
+        self._frames = np.zeros((self._capacity, spec.features.numcep), dtype=np.float32)
+        self._mfcc = StreamingMfcc(spec.features)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all audio: the next sample is sample 0 of a new stream."""
+        self._mfcc.reset()
+        self._frames[: self._context] = 0.0
+        self._base = 0  # frame-store row of stream frame (first_kept_frame)
+        self._first_kept_frame = -self._context  # stream frame index held at row 0
+        self._n_frames = 0  # stream frames stored so far
+        self._groups_done = 0
+        self._samples_seen = 0
+
+    def _append(self, feats: np.ndarray) -> None:
+        n = feats.shape[0]
+        if n == 0:
+            return
+        end_row = self._n_frames - self._first_kept_frame
+        if end_row + n > self._capacity:
+            # Keep only what future windows can still need: the last `context` frames.
+            keep_from = self._n_frames - self._context
+            src = keep_from - self._first_kept_frame
+            self._frames[: self._context] = self._frames[src: src + self._context]
+            self._first_kept_frame = keep_from
+            end_row = self._context
+            if end_row + n > self._capacity:
+                self._capacity = end_row + 2 * n
+                grown = np.zeros((self._capacity, self._frames.shape[1]), dtype=np.float32)
+                grown[:end_row] = self._frames[:end_row]
+                self._frames = grown
+        self._frames[end_row: end_row + n] = (feats - self._mean) * self._inv_std
+        self._n_frames += n
+
+    def _score_ready(self, available_frames: int) -> np.ndarray:
+        """Run the model on every hop group whose last needed frame index is < available_frames."""
+        spec = self.spec
+        first = self._groups_done
+        last_needed = lambda g: (g + 1) * self._group_frames - 1 + spec.lookahead_frames
+        n = 0
+        while last_needed(first + n) < available_frames:
+            n += 1
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
+        ends = [last_needed(first + i) + 1 - self._first_kept_frame for i in range(n)]
+        if n == 1:
+            windows = self._frames[ends[0] - self._context: ends[0]][None]
+        else:
+            windows = np.stack([self._frames[e - self._context: e] for e in ends])
+        self._groups_done += n
+        return self.model(windows).reshape(-1)
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """Feed samples; return the probabilities of the hops that became ready."""
+        x = to_float32(samples)
+        self._samples_seen += x.size
+        self._append(self._mfcc.process(x))
+        return self._score_ready(self._n_frames)
+
+    def flush(self) -> np.ndarray:
+        """End of stream: score every remaining hop that started inside the audio, then reset."""
+        n_hops = -(-self._samples_seen // self.hop_samples)
+        hops_before = self._groups_done * self.spec.outputs_per_inference
+        self._append(self._mfcc.flush())
+        out = [self._score_ready(self._n_frames)]
+        groups_needed = -(-n_hops // self.spec.outputs_per_inference)
+        if self._groups_done < groups_needed:
+            # Missing lookahead past the end: zero frames in normalised space, as before the start.
+            last_needed = groups_needed * self._group_frames - 1 + self.spec.lookahead_frames
+            self._append(np.tile(self._mean, (last_needed + 1 - self._n_frames, 1)))
+            out.append(self._score_ready(self._n_frames))
+        probs = np.concatenate(out)[: max(0, n_hops - hops_before)]
+        self.reset()
+        return probs
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """Probabilities of a whole signal (offline): ``process`` then ``flush`` on a fresh stream."""
+        self.reset()
+        return np.concatenate([self.process(samples), self.flush()])
