@@ -1,0 +1,1 @@
+"""Training pipeline: corpus access, augmentation, model, export (needs the train extra)."""
