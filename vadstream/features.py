@@ -121,34 +121,38 @@ def _dct_ortho_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 class MfccTransform:
-    """Frames -> MFCC rows; the precomputed half of the pipeline, shared by streaming and offline use."""
+    """Frames -> MFCC rows; the precomputed half of the pipeline, shared by streaming and offline use.
+
+    Two matrix products do all the work: ``|rfft|^2 @ fb_ext`` gives the mel energies and, in an
+    extra column, the frame energy (both scaled by 1/nfft as python_speech_features does); after
+    the log, ``@ out_mat`` applies DCT-II (orthonormal) and the lifter and, when ``append_energy``,
+    puts log energy in c0 (the DCT's c0 column is zeroed; the energy row adds exactly 1 * log E).
+    """
 
     def __init__(self, cfg: FeatureConfig):
         if cfg.frame_samples > cfg.nfft:
             raise ValueError(f"window of {cfg.frame_samples} samples is longer than nfft {cfg.nfft}")
         self.cfg = cfg
-        self._fb_t = mel_filterbank(cfg).T.copy()
+        fb = mel_filterbank(cfg)
+        self._fb_ext = np.vstack([fb, np.ones((1, fb.shape[1]))]).T * (1.0 / cfg.nfft)
         dct = _dct_ortho_matrix(cfg.nfilt, cfg.numcep)
         if cfg.ceplifter > 0:
             n = np.arange(cfg.numcep)
             dct = dct * (1 + (cfg.ceplifter / 2.0) * np.sin(np.pi * n / cfg.ceplifter))[None, :]
-        self._dct = dct
+        energy_row = np.zeros((1, cfg.numcep))
+        if cfg.append_energy:
+            dct[:, 0] = 0.0
+            energy_row[0, 0] = 1.0
+        self._out_mat = np.vstack([dct, energy_row])
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """MFCC of pre-emphasised frames, shape (n, frame_samples) -> (n, numcep) float64."""
-        spec = np.fft.rfft(frames, self.cfg.nfft)
-        pspec = np.abs(spec)
-        np.square(pspec, out=pspec)
-        pspec *= 1.0 / self.cfg.nfft
-        feat = pspec @ self._fb_t
+        power = np.abs(np.fft.rfft(frames, self.cfg.nfft))
+        power *= power
+        feat = power @ self._fb_ext
         feat[feat == 0] = _EPS  # python_speech_features replaces exact zeros only
         np.log(feat, out=feat)
-        out = feat @ self._dct
-        if self.cfg.append_energy:
-            energy = pspec.sum(axis=1)
-            energy[energy == 0] = _EPS
-            out[:, 0] = np.log(energy)
-        return out
+        return feat @ self._out_mat
 
 
 def mfcc(signal: np.ndarray, cfg: FeatureConfig) -> np.ndarray:

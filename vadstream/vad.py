@@ -25,6 +25,10 @@ def to_float32(samples: np.ndarray) -> np.ndarray:
     raise TypeError(f"samples must be int16 or float, got {x.dtype}")
 
 
+_EMPTY = np.zeros(0, dtype=np.float32)
+_EMPTY.flags.writeable = False
+
+
 class Vad:
     """Streaming voice activity probabilities for one 16 kHz mono stream.
 
@@ -85,20 +89,18 @@ class Vad:
 
     def _score_ready(self, available_frames: int) -> np.ndarray:
         """Run the model on every hop group whose last needed frame index is < available_frames."""
-        spec = self.spec
-        first = self._groups_done
-        last_needed = lambda g: (g + 1) * self._group_frames - 1 + spec.lookahead_frames
-        n = 0
-        while last_needed(first + n) < available_frames:
-            n += 1
-        if n == 0:
-            return np.zeros(0, dtype=np.float32)
-        ends = [last_needed(first + i) + 1 - self._first_kept_frame for i in range(n)]
+        # Group g needs frames up to (g+1)*group_frames - 1 + lookahead_frames.
+        ready = (available_frames - self.spec.lookahead_frames) // self._group_frames
+        n = ready - self._groups_done
+        if n <= 0:
+            return _EMPTY
+        first_end = (self._groups_done + 1) * self._group_frames + self.spec.lookahead_frames - self._first_kept_frame
         if n == 1:
-            windows = self._frames[ends[0] - self._context: ends[0]][None]
+            windows = self._frames[first_end - self._context: first_end][None]
         else:
-            windows = np.stack([self._frames[e - self._context: e] for e in ends])
-        self._groups_done += n
+            ends = first_end + self._group_frames * np.arange(n)
+            windows = self._frames[(ends[:, None] - self._context) + np.arange(self._context)[None, :]]
+        self._groups_done = ready
         return self.model(windows).reshape(-1)
 
     def process(self, samples: np.ndarray) -> np.ndarray:
