@@ -1,0 +1,436 @@
+"""The daemon's configuration: one frozen object from defaults, a TOML file, then command-line flags.
+
+Sections and keys (``docs/config.md`` and ``systemd/vadstream.toml`` document every key)::
+
+    [input]     source, device, channel, realtime, block_ms, ring_s, samplerate_hz
+    [model]     path
+    [detector]  onset_threshold, offset_threshold, min_speech_ms, min_silence_ms, max_speech_s,
+                speech_pad_ms   (vadstream.detector.DetectorConfig and its validation)
+    [publisher] endpoint, control_endpoint, sndhwm, prob, heartbeat_s, linger_ms, ipc_mode
+    [logging]   level
+
+Precedence: built-in defaults < the file < flags. Unknown sections or keys, wrong types and values
+out of range raise :class:`ConfigError` whose message names the key, the value and what is
+allowed. The file is ``--config PATH``, else ``/etc/vadstream/vadstream.toml`` when it exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from vadstream.detector import DetectorConfig
+
+DEFAULT_CONFIG_PATH = Path("/etc/vadstream/vadstream.toml")
+SYSTEM_RUNTIME_DIR = Path("/run/vadstream")
+MICROPHONE = "microphone"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range (one clear line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """Where audio comes from.
+
+    Attributes:
+        source: ``"microphone"``, ``"-"`` (raw s16le mono 16 kHz on stdin) or a WAV file path.
+        device: input device index or case-insensitive name substring (None: system default).
+        channel: input channel to use (None: downmix all channels).
+        realtime: pace file input in real time (False: as fast as possible).
+        block_ms: audio block size handed to the pipeline, milliseconds.
+        ring_s: capture ring buffer length, seconds.
+        samplerate_hz: force the device rate in Hz (None: 16 kHz if the device can, else native).
+    """
+
+    source: str = MICROPHONE
+    device: str | int | None = None
+    channel: int | None = None
+    realtime: bool = True
+    block_ms: float = 20.0
+    ring_s: float = 2.0
+    samplerate_hz: int | None = None
+
+    @property
+    def input(self) -> str | None:
+        """The source as ``SourceSpec.input`` wants it: None for the microphone."""
+        return None if self.source == MICROPHONE else self.source
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Attributes:
+        path: ONNX model file (None: the shipped ``models/vadstream.onnx``)."""
+
+    path: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PublisherConfig:
+    """ZeroMQ sockets.
+
+    Attributes:
+        endpoint: PUB endpoint for events (None: ``ipc://`` in the runtime directory).
+        control_endpoint: REP endpoint for status/config requests (None: beside the events
+            socket, ``.../control``; ``"none"`` disables it).
+        sndhwm: messages queued per subscriber before messages are dropped for it.
+        prob: also publish one ``vad.prob`` message per hop.
+        heartbeat_s: interval of ``vad.heartbeat`` messages, seconds.
+        linger_ms: how long queued messages may still be delivered at exit, milliseconds.
+        ipc_mode: permission bits of ``ipc://`` socket files (octal string, e.g. ``"0660"``).
+    """
+
+    endpoint: str | None = None
+    control_endpoint: str | None = None
+    sndhwm: int = 1000
+    prob: bool = False
+    heartbeat_s: float = 1.0
+    linger_ms: int = 500
+    ipc_mode: str = "0660"
+
+    @property
+    def ipc_mode_bits(self) -> int:
+        return int(self.ipc_mode, 8)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingConfig:
+    """Attributes:
+        level: least severe level written to stderr: debug, info, warning or error."""
+
+    level: str = "info"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    input: InputConfig = InputConfig()
+    model: ModelConfig = ModelConfig()
+    detector: DetectorConfig = DetectorConfig()
+    publisher: PublisherConfig = PublisherConfig()
+    logging: LoggingConfig = LoggingConfig()
+    path: str | None = None  # the file it was read from, if any
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (for the status reply and status events)."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def endpoints(self) -> tuple[str, str | None]:
+        """The events endpoint and the control endpoint (None when disabled), defaults resolved."""
+        events = self.publisher.endpoint or default_endpoint()
+        control = self.publisher.control_endpoint
+        if control is None:
+            control = default_endpoint("control") if not events.startswith("ipc://") else \
+                events.rsplit("/", 1)[0] + "/control"
+        elif control.lower() == "none":
+            control = None
+        return events, control
+
+
+SECTIONS: dict[str, type] = {
+    "input": InputConfig,
+    "model": ModelConfig,
+    "detector": DetectorConfig,
+    "publisher": PublisherConfig,
+    "logging": LoggingConfig,
+}
+
+
+def runtime_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/vadstream`` for a user, ``/run/vadstream`` for root or without it."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if os.geteuid() == 0 or not xdg:
+        return SYSTEM_RUNTIME_DIR
+    return Path(xdg) / "vadstream"
+
+
+def default_endpoint(name: str = "events") -> str:
+    return f"ipc://{runtime_dir() / name}"
+
+
+# --- validation --------------------------------------------------------------------------------
+
+def _num(key: str, value: Any, low: float, high: float, integer: bool = False) -> float | int:
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        raise ConfigError(f"{key} = {value!r} must be {kind} from {low} to {high}")
+    if not low <= value <= high:
+        raise ConfigError(f"{key} = {value!r} is out of range: allowed {low} to {high}")
+    return value
+
+
+def _str(key: str, value: Any, choices: tuple[str, ...] | None = None) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} = {value!r} must be a string")
+    if choices is not None and value.lower() not in choices:
+        raise ConfigError(f"{key} = {value!r} is not allowed: choose one of {', '.join(choices)}")
+    return value.lower() if choices is not None else value
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} = {value!r} must be true or false")
+    return value
+
+
+def _endpoint(key: str, value: Any, allow_none: bool = False) -> str | None:
+    value = _str(key, value)
+    if value == "":
+        return None
+    if allow_none and value.lower() == "none":
+        return "none"
+    if not value.startswith(("ipc://", "tcp://", "inproc://")):
+        raise ConfigError(f"{key} = {value!r} is not a ZeroMQ endpoint: use ipc://PATH or tcp://HOST:PORT"
+                          + (" (or \"none\")" if allow_none else ""))
+    return value
+
+
+def _check_input(v: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in v.items():
+        k = f"input.{key}"
+        if key == "source":
+            value = _str(k, value)
+            out[key] = MICROPHONE if value in ("", "mic", MICROPHONE) else value
+        elif key == "device":
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise ConfigError(f"{k} = {value!r} must be a device index (integer >= 0) or a name substring")
+            if isinstance(value, int):
+                out[key] = int(_num(k, value, 0, 4096, integer=True))
+            else:
+                out[key] = value if value.strip() else None
+        elif key == "channel":
+            if isinstance(value, str) and value.lower() == "downmix":
+                out[key] = None
+            else:
+                if isinstance(value, str):
+                    raise ConfigError(f"{k} = {value!r} must be \"downmix\" or a channel index from 0 to 255")
+                out[key] = int(_num(k, value, 0, 255, integer=True))
+        elif key == "realtime":
+            out[key] = _bool(k, value)
+        elif key == "block_ms":
+            out[key] = float(_num(k, value, 1.0, 1000.0))
+        elif key == "ring_s":
+            out[key] = float(_num(k, value, 0.1, 60.0))
+        elif key == "samplerate_hz":
+            if value == 0:
+                out[key] = None
+            else:
+                out[key] = int(_num(k, value, 8000, 384000, integer=True))
+        else:
+            _unknown("input", key)
+    return out
+
+
+def _check_model(v: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in v.items():
+        if key == "path":
+            value = _str("model.path", value)
+            out[key] = value or None
+        else:
+            _unknown("model", key)
+    return out
+
+
+def _check_detector(v: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in v.items():
+        if key not in DetectorConfig.BOUNDS:
+            _unknown("detector", key)
+        low, high = DetectorConfig.BOUNDS[key]
+        out[key] = float(_num(f"detector.{key}", value, low, high))
+    return out
+
+
+def _check_publisher(v: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in v.items():
+        k = f"publisher.{key}"
+        if key == "endpoint":
+            out[key] = _endpoint(k, value)
+        elif key == "control_endpoint":
+            out[key] = _endpoint(k, value, allow_none=True)
+        elif key == "sndhwm":
+            out[key] = int(_num(k, value, 1, 1_000_000, integer=True))
+        elif key == "prob":
+            out[key] = _bool(k, value)
+        elif key == "heartbeat_s":
+            out[key] = float(_num(k, value, 0.1, 3600.0))
+        elif key == "linger_ms":
+            out[key] = int(_num(k, value, 0, 10_000, integer=True))
+        elif key == "ipc_mode":
+            text = _str(k, value)
+            try:
+                bits = int(text, 8)
+            except ValueError:
+                bits = -1
+            if not 0 <= bits <= 0o777:
+                raise ConfigError(f"{k} = {value!r} must be octal permission bits from \"0000\" to \"0777\"")
+            out[key] = text
+        else:
+            _unknown("publisher", key)
+    return out
+
+
+def _check_logging(v: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in v.items():
+        if key == "level":
+            out[key] = _str("logging.level", value, LOG_LEVELS)
+        else:
+            _unknown("logging", key)
+    return out
+
+
+_CHECKS = {
+    "input": _check_input,
+    "model": _check_model,
+    "detector": _check_detector,
+    "publisher": _check_publisher,
+    "logging": _check_logging,
+}
+
+
+def _unknown(section: str, key: str) -> None:
+    allowed = [f.name for f in dataclasses.fields(SECTIONS[section])]
+    raise ConfigError(f"unknown key {section}.{key}: allowed keys in [{section}] are {', '.join(allowed)}")
+
+
+def from_mapping(data: Mapping[str, Any], base: Config | None = None, path: str | None = None) -> Config:
+    """Apply ``{section: {key: value}}`` on top of ``base`` (defaults), validating every value."""
+    cfg = base or Config()
+    sections = {name: getattr(cfg, name) for name in SECTIONS}
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section [{section}]: allowed sections are {', '.join(SECTIONS)}")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"[{section}] must be a table of keys, got {values!r}")
+        changes = _CHECKS[section](dict(values))
+        try:
+            sections[section] = dataclasses.replace(sections[section], **changes)
+        except ValueError as exc:  # DetectorConfig's cross-field checks
+            raise ConfigError(str(exc)) from None
+    return Config(**sections, path=path if path is not None else cfg.path)
+
+
+def load_file(path: str | os.PathLike[str], base: Config | None = None) -> Config:
+    """Read a TOML file on top of ``base``; errors name the file."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    try:
+        return from_mapping(data, base, path=str(p))
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+# --- command-line flags ------------------------------------------------------------------------
+
+# argparse dest -> (section, key); flags default to None so only the given ones override.
+FLAG_KEYS: dict[str, tuple[str, str]] = {
+    "input": ("input", "source"),
+    "device": ("input", "device"),
+    "channel": ("input", "channel"),
+    "realtime": ("input", "realtime"),
+    "block_ms": ("input", "block_ms"),
+    "samplerate_hz": ("input", "samplerate_hz"),
+    "model": ("model", "path"),
+    "onset_threshold": ("detector", "onset_threshold"),
+    "offset_threshold": ("detector", "offset_threshold"),
+    "min_speech_ms": ("detector", "min_speech_ms"),
+    "min_silence_ms": ("detector", "min_silence_ms"),
+    "max_speech_s": ("detector", "max_speech_s"),
+    "speech_pad_ms": ("detector", "speech_pad_ms"),
+    "endpoint": ("publisher", "endpoint"),
+    "control_endpoint": ("publisher", "control_endpoint"),
+    "hwm": ("publisher", "sndhwm"),
+    "prob": ("publisher", "prob"),
+    "heartbeat_s": ("publisher", "heartbeat_s"),
+    "log_level": ("logging", "level"),
+}
+
+
+def add_arguments(parser) -> None:
+    """The configuration flags of ``vadstream run`` (each overrides the file's key)."""
+    g = parser.add_argument_group("configuration (flags override the config file)")
+    g.add_argument("--config", metavar="FILE",
+                   help=f"TOML config file (default: {DEFAULT_CONFIG_PATH} when it exists)")
+    g.add_argument("--input", metavar="SRC", help="'microphone' (default), '-' for s16le 16 kHz mono on stdin, or a WAV file")
+    g.add_argument("--device", metavar="DEV", help="input device index or name substring")
+    g.add_argument("--channel", metavar="N", help="input channel index, or 'downmix' (default)")
+    g.add_argument("--no-realtime", dest="realtime", action="store_const", const=False,
+                   help="process file input as fast as possible instead of in real time")
+    g.add_argument("--block-ms", type=float, metavar="MS", help="audio block size in ms")
+    g.add_argument("--samplerate", dest="samplerate_hz", type=int, metavar="HZ", help="force the device rate")
+    g.add_argument("--model", metavar="PATH", help="ONNX model file (default: the shipped model)")
+    g.add_argument("--onset", dest="onset_threshold", type=float, metavar="P", help="onset threshold")
+    g.add_argument("--offset", dest="offset_threshold", type=float, metavar="P", help="offset threshold")
+    g.add_argument("--min-speech-ms", type=float, metavar="MS")
+    g.add_argument("--min-silence-ms", type=float, metavar="MS")
+    g.add_argument("--max-speech-s", type=float, metavar="S")
+    g.add_argument("--speech-pad-ms", type=float, metavar="MS")
+    g.add_argument("--endpoint", metavar="EP", help="events endpoint (ipc://PATH or tcp://HOST:PORT)")
+    g.add_argument("--control-endpoint", metavar="EP", help="control endpoint, or 'none'")
+    g.add_argument("--hwm", type=int, metavar="N", help="send high-water mark per subscriber")
+    g.add_argument("--prob", action="store_const", const=True, help="publish per-hop probabilities (vad.prob)")
+    g.add_argument("--heartbeat-s", type=float, metavar="S")
+    g.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error")
+
+
+def flag_overrides(args) -> dict[str, dict[str, Any]]:
+    """The flags that were given, as ``{section: {key: value}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for dest, (section, key) in FLAG_KEYS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if dest == "device" and isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if dest == "channel" and isinstance(value, str) and value.lstrip("-").isdigit():
+            value = int(value)
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def config_path(args) -> Path | None:
+    """The file to read: ``--config`` or the default when it exists."""
+    given = getattr(args, "config", None)
+    if given:
+        return Path(given)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def load(args=None) -> Config:
+    """Defaults, then the config file, then the flags in ``args`` (an argparse namespace)."""
+    path = config_path(args) if args is not None else None
+    cfg = load_file(path) if path is not None else Config()
+    if args is not None:
+        try:
+            cfg = from_mapping(flag_overrides(args), cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"command line: {exc}") from None
+    return cfg
+
+
+def diff(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
+    """``{"section.key": (old, new)}`` for every value that differs."""
+    changes: dict[str, tuple[Any, Any]] = {}
+    a, b = old.to_dict(), new.to_dict()
+    for section in SECTIONS:
+        for key, value in b[section].items():
+            if a[section].get(key) != value:
+                changes[f"{section}.{key}"] = (a[section].get(key), value)
+    return changes
