@@ -297,52 +297,41 @@ class Progress:
 # ---------------------------------------------------------------------------------------------
 # Command line
 
+# The daemon's detector flags (same names and dests as ``vadstream run``, see vadstream.config).
 DETECTOR_FLAGS = {
-    # flag -> (DetectorConfig field, help)
-    "--onset-threshold": ("onset_threshold", "probability that starts candidate speech"),
-    "--offset-threshold": ("offset_threshold", "probability below which speech counts as a pause"),
-    "--min-speech-ms": ("min_speech_ms", "speech needed before a segment starts"),
-    "--min-silence-ms": ("min_silence_ms", "pause needed before a segment ends"),
-    "--max-speech-s": ("max_speech_s", "longest segment before a forced split (0: never)"),
-    "--speech-pad-ms": ("speech_pad_ms", "padding added around each segment"),
+    # flag -> (dest = DetectorConfig field, metavar, help)
+    "--onset": ("onset_threshold", "P", "onset threshold: probability that starts candidate speech"),
+    "--offset": ("offset_threshold", "P", "offset threshold: probability below which speech pauses"),
+    "--min-speech-ms": ("min_speech_ms", "MS", "speech needed before a segment starts"),
+    "--min-silence-ms": ("min_silence_ms", "MS", "pause needed before a segment ends"),
+    "--max-speech-s": ("max_speech_s", "S", "longest segment before a forced split (0: never)"),
+    "--speech-pad-ms": ("speech_pad_ms", "MS", "padding added around each segment"),
 }
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--config`` and the detector flags shared by ``file`` and ``monitor``."""
+    """``--config``, ``--model`` and the detector flags, as ``vadstream run`` spells them."""
     defaults = DetectorConfig()
-    parser.add_argument("--model", metavar="ONNX", help="model file (default: the shipped model)")
-    parser.add_argument("--config", metavar="TOML", help="daemon configuration file to take detector settings from")
-    group = parser.add_argument_group("detector (defaults: the daemon's)")
-    for flag, (field, help_text) in DETECTOR_FLAGS.items():
-        group.add_argument(flag, dest=field, type=float, metavar="X",
-                           help=f"{help_text} (default {getattr(defaults, field)})")
+    group = parser.add_argument_group("model and detector (as the daemon: defaults < config file < flags)")
+    group.add_argument("--config", metavar="FILE",
+                       help="daemon TOML config file (default: /etc/vadstream/vadstream.toml when it exists)")
+    group.add_argument("--model", metavar="PATH", help="ONNX model file (default: the shipped model)")
+    for flag, (field, metavar, help_text) in DETECTOR_FLAGS.items():
+        group.add_argument(flag, dest=field, type=float, metavar=metavar,
+                           help=f"{help_text} (default {getattr(defaults, field):g})")
 
 
-def detector_config(args: argparse.Namespace) -> DetectorConfig:
-    """The daemon's detector settings: defaults, then the config file, then flags."""
-    config = DetectorConfig()
-    if getattr(args, "config", None):
-        config = _config_file_detector(args.config)
-    changes = {field: getattr(args, field) for _, (field, _) in DETECTOR_FLAGS.items()
-               if getattr(args, field, None) is not None}
-    return config.replace(**changes) if changes else config
+def load_settings(args: argparse.Namespace) -> tuple[DetectorConfig, str | None]:
+    """The detector settings and model path the daemon would use with the same file and flags.
 
+    Raises ValueError (the config module's ConfigError is one) with a one-line message.
+    """
+    from vadstream import config as config_module
 
-def _config_file_detector(path: str) -> DetectorConfig:
-    """Detector settings from a daemon config file (``[detector]`` table of the TOML)."""
-    try:
-        from vadstream import config as config_module
-    except ImportError:
-        config_module = None
-    loader = getattr(config_module, "load_config", None) if config_module else None
-    if loader is not None:
-        return loader(path).detector
-    import tomllib
-
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
-    return DetectorConfig().replace(**data.get("detector", {}))
+    only = argparse.Namespace(config=getattr(args, "config", None), model=getattr(args, "model", None),
+                              **{field: getattr(args, field, None) for field, _, _ in DETECTOR_FLAGS.values()})
+    cfg = config_module.load(only)
+    return cfg.detector, cfg.model.path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -379,7 +368,7 @@ def main(args: argparse.Namespace) -> int:
         _error("--labels describes one file: give one PATH with it")
         return 2
     try:
-        config = detector_config(args)
+        config, model_path = load_settings(args)
     except (ValueError, OSError) as exc:
         _error(str(exc))
         return 2
@@ -400,7 +389,7 @@ def main(args: argparse.Namespace) -> int:
             _error(problem)
             return 2
     try:
-        vad = Vad(args.model)
+        vad = Vad(model_path)
     except ModelError as exc:
         _error(str(exc))
         return 2
