@@ -1,0 +1,466 @@
+"""``vadstream monitor``: a live terminal view of speech probability, state, level and counters.
+
+Two sources: the events of a running daemon (``vadstream run --prob`` publishes the per-hop
+probabilities the moving bar needs; without ``--prob`` only the state and counters move), or the
+monitor's own pipeline on an audio file (``--input FILE``, paced in real time unless
+``--no-realtime``). On a terminal the view redraws a few lines in place (colour unless
+``NO_COLOR`` is set); elsewhere it prints plain lines: one per event and a status line every
+``--interval-s`` seconds of audio. Ctrl-C restores the terminal and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import math
+import os
+import shutil
+import sys
+import time
+from typing import Iterator, TextIO
+
+import numpy as np
+
+SAMPLE_RATE_HZ = 16000
+BLOCK_MS = 20.0  # file input is fed to the pipeline in blocks of this size
+SPARK = "▁▂▃▄▅▆▇█"
+LEVEL_FLOOR_DB = -70.0
+
+
+# --------------------------------------------------------------------------------------------
+# What the sources report
+
+
+@dataclasses.dataclass(frozen=True)
+class Prob:
+    time_s: float  # start of the hop
+    probability: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Level:
+    time_s: float
+    dbfs: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+    time_s: float  # segment start (padded)
+    decided_s: float
+    probability: float
+
+
+@dataclasses.dataclass(frozen=True)
+class End:
+    time_s: float  # segment end
+    start_s: float
+    decided_s: float
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StateChange:
+    state: str  # quiet, starting, speaking, stopping, lost
+    time_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Note:
+    """Something to show as a line (daemon status messages, gaps)."""
+
+    text: str
+    time_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Tick:
+    """Nothing new; lets the view redraw (e.g. while waiting for a daemon)."""
+
+
+Update = Prob | Level | Start | End | StateChange | Note | Tick
+
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level of float samples in dBFS (full-scale sine = -3 dB), floored at ``LEVEL_FLOOR_DB``."""
+    if samples.size == 0:
+        return LEVEL_FLOOR_DB
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return max(LEVEL_FLOOR_DB, 20.0 * math.log10(rms + 1e-12))
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+
+
+def file_updates(path: str, vad, config, realtime: bool = True, speed: float = 1.0) -> Iterator[Update]:
+    """Run Vad + Detector over an audio file, paced like a live input when ``realtime``."""
+    from vadstream.detector import Detector, EndReason, SpeechEnd, SpeechStart
+    from vadstream.filecmd import open_audio, read_16k_blocks
+
+    detector = Detector(vad.hop_samples, config, sample_rate_hz=SAMPLE_RATE_HZ)
+    vad.reset()
+    hop_s = vad.hop_samples / SAMPLE_RATE_HZ
+    state = detector.state
+    hops = 0
+    fed = 0
+    started = time.monotonic()
+
+    def convert(events, probs) -> Iterator[Update]:
+        nonlocal hops, state
+        for p in probs:
+            yield Prob(hops * hop_s, float(p))
+            hops += 1
+        for e in events:
+            if isinstance(e, SpeechStart):
+                yield Start(e.sample_index / SAMPLE_RATE_HZ, e.decided_sample / SAMPLE_RATE_HZ, e.probability)
+            elif isinstance(e, SpeechEnd):
+                yield End(e.sample_index / SAMPLE_RATE_HZ, e.start_sample / SAMPLE_RATE_HZ,
+                          e.decided_sample / SAMPLE_RATE_HZ, getattr(e.reason, "value", str(e.reason)))
+        if detector.state != state:
+            state = detector.state
+            yield StateChange(state.value, hops * hop_s)
+
+    block = int(SAMPLE_RATE_HZ * BLOCK_MS / 1000)
+    with open_audio(path) as reader:
+        for chunk in read_16k_blocks(reader, block_s=0.5):
+            for i in range(0, chunk.size, block):
+                piece = chunk[i: i + block]
+                if realtime:
+                    delay = started + fed / (SAMPLE_RATE_HZ * speed) - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                fed += piece.size
+                yield Level(fed / SAMPLE_RATE_HZ, level_dbfs(piece))
+                probs = vad.process(piece)
+                yield from convert(detector.process(probs), probs)
+    probs = vad.flush()
+    events = detector.process(probs) + detector.flush(EndReason.END_OF_INPUT)
+    yield from convert(events, probs)
+
+
+def daemon_updates(endpoint: str, timeout_s: float = 0.1) -> Iterator[Update]:
+    """Subscribe to a daemon's events on ``endpoint`` (ZeroMQ SUB) and translate them."""
+    import zmq
+
+    from vadstream import events as ev
+
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SUBSCRIBE, ev.TOPIC_PREFIX.encode())
+    sock.connect(endpoint)
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    last_seq: dict[str, int] = {}
+    try:
+        while True:
+            if not poller.poll(int(timeout_s * 1000)):
+                yield Tick()
+                continue
+            frames = sock.recv_multipart()
+            try:
+                msg = ev.parse(frames)
+            except ev.ParseError as exc:
+                yield Note(f"ignored a message: {exc}")
+                continue
+            prev = last_seq.get(msg.stream_id)
+            if prev is None and last_seq:
+                yield Note(f"daemon restarted (stream {msg.stream_id})", msg.time_s)
+            elif prev is not None and msg.seq > prev + 1:
+                yield Note(f"missed {msg.seq - prev - 1} message(s)", msg.time_s)
+            last_seq = {msg.stream_id: msg.seq}
+            t = msg.time_s
+            if isinstance(msg, ev.Probability):
+                yield Prob(t, float(msg.probability))
+                level = getattr(msg, "level_dbfs", None)
+                if level is not None:
+                    yield Level(t, float(level))
+            elif isinstance(msg, ev.SpeechStarted):
+                yield Start(t, msg.decided_sample / SAMPLE_RATE_HZ, msg.probability)
+                yield StateChange("speaking", t)
+            elif isinstance(msg, ev.SpeechEnded):
+                yield End(t, msg.start_sample / SAMPLE_RATE_HZ, msg.decided_sample / SAMPLE_RATE_HZ, msg.reason)
+                yield StateChange("quiet", t)
+            elif isinstance(msg, ev.Heartbeat):
+                yield StateChange(msg.state, t)
+            elif isinstance(msg, ev.Status):
+                yield Note(f"{msg.kind}: {msg.message}", t)
+                yield StateChange(msg.state, t)
+    finally:
+        sock.close(0)
+
+
+# --------------------------------------------------------------------------------------------
+# The model of the view
+
+
+class MonitorState:
+    """Everything the view shows, updated from :class:`Update` objects."""
+
+    def __init__(self, history: int = 200):
+        self.time_s = 0.0
+        self.prob: float | None = None
+        self.level_db: float | None = None
+        self.state = "quiet"
+        self.segments = 0
+        self.speech_s = 0.0  # closed segments
+        self.open_start_s: float | None = None
+        self.last_end: End | None = None
+        self.history: collections.deque[tuple[float, bool]] = collections.deque(maxlen=history)
+        self.hops = 0
+
+    @property
+    def in_speech(self) -> bool:
+        return self.state in ("speaking", "stopping")
+
+    def apply(self, u: Update) -> None:
+        if isinstance(u, Prob):
+            self.prob = u.probability
+            self.hops += 1
+            self.time_s = max(self.time_s, u.time_s)
+            self.history.append((u.probability, self.in_speech))
+        elif isinstance(u, Level):
+            self.level_db = u.dbfs
+            self.time_s = max(self.time_s, u.time_s)
+        elif isinstance(u, Start):
+            self.open_start_s = u.time_s
+            self.state = "speaking"
+            self.time_s = max(self.time_s, u.decided_s)
+        elif isinstance(u, End):
+            self.segments += 1
+            self.speech_s += u.time_s - u.start_s
+            self.open_start_s = None
+            self.last_end = u
+            self.state = "quiet"
+            self.time_s = max(self.time_s, u.decided_s)
+        elif isinstance(u, StateChange):
+            self.state = u.state
+            if u.time_s is not None:
+                self.time_s = max(self.time_s, u.time_s)
+
+    def total_speech_s(self) -> float:
+        open_s = max(0.0, self.time_s - self.open_start_s) if self.open_start_s is not None else 0.0
+        return self.speech_s + open_s
+
+
+# --------------------------------------------------------------------------------------------
+# Views
+
+STATE_LABEL = {"quiet": "silence", "starting": "starting", "speaking": "SPEECH", "stopping": "SPEECH~", "lost": "LOST"}
+STATE_COLOUR = {"quiet": "\x1b[2m", "starting": "\x1b[33m", "speaking": "\x1b[1;30;42m",
+                "stopping": "\x1b[30;43m", "lost": "\x1b[1;37;41m"}
+RESET = "\x1b[0m"
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(max(0.0, seconds), 60.0)
+    return f"{int(m):02d}:{s:05.2f}"
+
+
+class PlainView:
+    """Plain lines for pipes and logs: every event, and a status line every ``interval_s`` of audio."""
+
+    def __init__(self, out: TextIO, interval_s: float = 1.0):
+        self.out = out
+        self.interval_s = interval_s
+        self._next_status = interval_s
+
+    @staticmethod
+    def event_line(s: MonitorState, u: Update) -> str | None:
+        """The line an event gets (None for updates that only move the view)."""
+        if isinstance(u, Start):
+            return f"{_clock(u.decided_s)} speech_start at {u.time_s:.3f}s p={u.probability:.2f}"
+        if isinstance(u, End):
+            return f"{_clock(u.decided_s)} speech_end at {u.time_s:.3f}s ({u.time_s - u.start_s:.2f}s, {u.reason})"
+        if isinstance(u, Note):
+            return f"{_clock(u.time_s if u.time_s is not None else s.time_s)} {u.text}"
+        return None
+
+    def update(self, s: MonitorState, u: Update) -> None:
+        line = self.event_line(s, u)
+        if line:
+            self.out.write(line + "\n")
+        if self.interval_s > 0 and s.time_s >= self._next_status and s.hops:
+            self.out.write(self.status_line(s) + "\n")
+            self._next_status = (math.floor(s.time_s / self.interval_s) + 1) * self.interval_s
+        if line:
+            self.out.flush()
+
+    @staticmethod
+    def status_line(s: MonitorState) -> str:
+        prob = f"{s.prob:.2f}" if s.prob is not None else "-"
+        level = f"{s.level_db:.1f}dBFS" if s.level_db is not None else "-"
+        return (f"{_clock(s.time_s)} state={s.state} p={prob} level={level} "
+                f"segments={s.segments} speech={s.total_speech_s():.1f}s")
+
+    def close(self, s: MonitorState) -> None:
+        self.out.write(f"{_clock(s.time_s)} done: {s.segments} segment(s), {s.total_speech_s():.1f}s of speech "
+                       f"in {s.time_s:.1f}s\n")
+        self.out.flush()
+
+
+class TtyView:
+    """A few lines redrawn in place: probability history, bars, state in colour, counters."""
+
+    LINES = 5
+
+    def __init__(self, out: TextIO, title: str, fps: float = 25.0, colour: bool | None = None):
+        self.out = out
+        self.title = title
+        self.min_interval = 1.0 / fps
+        self.colour = (os.environ.get("NO_COLOR") is None) if colour is None else colour
+        self._last = 0.0
+        self._drawn = False
+        self.out.write("\x1b[?25l")  # hide the cursor
+
+    def _c(self, code: str, text: str) -> str:
+        return f"{code}{text}{RESET}" if self.colour else text
+
+    def update(self, s: MonitorState, u: Update) -> None:
+        now = time.monotonic()
+        note = PlainView.event_line(s, u)
+        if note or now - self._last >= self.min_interval:
+            self.draw(s, note=note)
+            self._last = now
+
+    def render(self, s: MonitorState, width: int) -> list[str]:
+        inner = max(10, width - 24)
+        # 1: title and clock
+        head = f" vadstream monitor · {self.title}"
+        lines = [head[: width - 12].ljust(width - 12) + _clock(s.time_s).rjust(10)]
+        # 2: probability history, newest on the right, green where speech
+        hist = list(s.history)[-inner:]
+        spark = []
+        for p, speech in hist:
+            ch = SPARK[min(len(SPARK) - 1, int(p * (len(SPARK) - 1) + 0.5))]
+            spark.append(self._c("\x1b[32m", ch) if speech else self._c("\x1b[2m", ch))
+        lines.append(" history ".ljust(10) + " " * (inner - len(hist)) + "".join(spark))
+        # 3: probability bar
+        p = s.prob if s.prob is not None else 0.0
+        filled = int(round(p * inner))
+        bar = "█" * filled + "░" * (inner - filled)
+        bar = self._c("\x1b[32m" if s.in_speech else "\x1b[36m", bar)
+        lines.append(f" prob     {bar} {p:4.2f}" if s.prob is not None else f" prob     {'·' * inner}  -  ")
+        # 4: level meter (-70 .. 0 dBFS)
+        if s.level_db is not None:
+            frac = (s.level_db - LEVEL_FLOOR_DB) / -LEVEL_FLOOR_DB
+            n = int(round(max(0.0, min(1.0, frac)) * inner))
+            colour = "\x1b[31m" if s.level_db > -6 else ("\x1b[33m" if s.level_db > -20 else "\x1b[34m")
+            lines.append(f" level    {self._c(colour, '▮' * n)}{' ' * (inner - n)} {s.level_db:5.1f} dBFS")
+        else:
+            lines.append(f" level    {'n/a (the daemon does not publish levels)'[:inner]}")
+        # 5: state and counters
+        label = f" {STATE_LABEL.get(s.state, s.state)} ".center(10)
+        last = ""
+        if s.last_end is not None:
+            last = f"  last {s.last_end.start_s:.2f}-{s.last_end.time_s:.2f}s ({s.last_end.reason})"
+        lines.append(f" state    {self._c(STATE_COLOUR.get(s.state, ''), label)}  segments {s.segments}"
+                     f"  speech {s.total_speech_s():.1f}s{last}")
+        return lines
+
+    def draw(self, s: MonitorState, note: str | None = None) -> None:
+        width = max(40, shutil.get_terminal_size((80, 24)).columns - 1)
+        text = ""
+        if self._drawn:
+            text += f"\x1b[{self.LINES}F"  # back to the first line of the view
+        if note:
+            text += "\x1b[2K " + note[: width - 1] + "\n"
+        text += "".join("\x1b[2K" + line + "\n" for line in self.render(s, width))
+        self.out.write(text)
+        self.out.flush()
+        self._drawn = True
+
+    def close(self, s: MonitorState) -> None:
+        self.draw(s)
+        self.out.write("\x1b[?25h")  # show the cursor
+        self.out.write(f"{s.segments} segment(s), {s.total_speech_s():.1f}s of speech in {s.time_s:.1f}s\n")
+        self.out.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vadstream.filecmd import add_detector_arguments
+
+    parser.add_argument("--input", metavar="FILE",
+                        help="run the pipeline on this audio file instead of subscribing to a daemon")
+    parser.add_argument("--endpoint", metavar="EP",
+                        help="daemon events endpoint (default: the daemon's, from its config file)")
+    parser.add_argument("--no-realtime", dest="realtime", action="store_false",
+                        help="with --input: process as fast as possible instead of in real time")
+    parser.add_argument("--speed", type=float, default=1.0, metavar="X",
+                        help="with --input: play the file X times faster than real time (default 1)")
+    parser.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    parser.add_argument("--interval-s", type=float, default=1.0, metavar="S",
+                        help="plain mode: a status line every S seconds of audio (0: events only)")
+    add_detector_arguments(parser)
+
+
+def _error(message: str) -> None:
+    print(f"vadstream monitor: {message}", file=sys.stderr, flush=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    from vadstream.filecmd import AudioFileError, load_settings
+
+    try:
+        config, model_path = load_settings(args)
+    except (ValueError, OSError) as exc:
+        _error(str(exc))
+        return 2
+    if args.speed <= 0:
+        _error(f"--speed must be > 0, got {args.speed}")
+        return 2
+    if args.input:
+        from vadstream.model import ModelError
+        from vadstream.vad import Vad
+
+        try:
+            vad = Vad(model_path)
+        except ModelError as exc:
+            _error(str(exc))
+            return 2
+        updates = file_updates(args.input, vad, config, realtime=args.realtime, speed=args.speed)
+        title = f"{os.path.basename(args.input)} (file{', real time' if args.realtime else ''})"
+    else:
+        endpoint = args.endpoint
+        if not endpoint:
+            from vadstream import config as config_module
+
+            try:
+                endpoint = config_module.load(argparse.Namespace(config=args.config)).endpoints()[0]
+            except (ValueError, OSError) as exc:
+                _error(str(exc))
+                return 2
+        updates = daemon_updates(endpoint)
+        title = f"daemon at {endpoint}"
+
+    out = sys.stdout
+    tty = out.isatty() and not args.plain and os.environ.get("TERM") != "dumb"
+    view = TtyView(out, title) if tty else PlainView(out, args.interval_s)
+    state = MonitorState()
+    problem = None
+    try:
+        for u in updates:
+            state.apply(u)
+            view.update(state, u)
+    except KeyboardInterrupt:
+        pass
+    except (AudioFileError, OSError) as exc:
+        problem = f"{args.input or 'daemon'}: {exc}"
+    finally:
+        try:
+            updates.close()
+        except (KeyboardInterrupt, Exception):
+            pass
+        try:
+            view.close(state)
+        except BrokenPipeError:
+            pass
+    if problem:
+        _error(problem)
+        return 1
+    return 0
