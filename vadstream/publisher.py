@@ -1,0 +1,136 @@
+"""ZeroMQ publisher: stamps ``seq``/``stream_id``/``source`` on messages and never blocks.
+
+The socket is an XPUB with ``XPUB_NODROP`` so that a send to a subscriber whose queue is full
+(``SNDHWM`` reached) fails with ``EAGAIN`` instead of vanishing silently: that is how drops are
+counted. The same message is then sent once more in lossy mode, so subscribers that keep up
+still get it and only the slow one misses it. ZeroMQ then parks the slow subscriber's queue
+until it has caught up, and it misses every message meanwhile without another ``EAGAIN``; so
+``dropped`` counts drop episodes (one per time a subscriber fell behind), not every message
+lost. Subscribers see exactly what they missed: ``seq`` counts every message published,
+delivered or not, so each loss is a visible gap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import zmq
+
+from vadstream.events import Message
+
+log = logging.getLogger("vadstream.publisher")
+
+
+def new_stream_id() -> str:
+    """A random id, unique per daemon run."""
+    return uuid.uuid4().hex[:16]
+
+
+def prepare_ipc(endpoint: str) -> Path | None:
+    """Create the directory of an ``ipc://`` endpoint (mode 0755 if new); its socket path, or None."""
+    if not endpoint.startswith("ipc://"):
+        return None
+    path = Path(endpoint[len("ipc://"):])
+    if str(path).startswith("@"):  # abstract namespace: no file
+        return None
+    try:
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create the socket directory {path.parent}: {exc.strerror}") from None
+    return path
+
+
+def bind(sock: zmq.Socket, endpoint: str, ipc_mode: int = 0o660) -> None:
+    """Bind ``sock``; ``ipc://`` socket files get ``ipc_mode`` permissions. One-line OSError on failure."""
+    path = prepare_ipc(endpoint)
+    old_umask = os.umask(0o777 & ~ipc_mode) if path is not None else None
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise OSError(f"cannot bind {endpoint}: {exc}") from None
+    finally:
+        if old_umask is not None:
+            os.umask(old_umask)
+    if path is not None:
+        os.chmod(path, ipc_mode)
+
+
+class Publisher:
+    """Publishes :class:`~vadstream.events.Message` s on a bound XPUB socket (one thread only)."""
+
+    def __init__(self, endpoint: str, *, source: str, stream_id: str | None = None, sndhwm: int = 1000,
+                 linger_ms: int = 500, ipc_mode: int = 0o660, context: zmq.Context | None = None):
+        self.endpoint = endpoint
+        self.source = source
+        self.stream_id = stream_id or new_stream_id()
+        self.seq = 0  # seq of the next message
+        self.dropped = 0  # times a subscriber's queue was full (drop episodes)
+        self.subscriptions = 0
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.XPUB)
+        self._sndhwm = sndhwm
+        self._sock.setsockopt(zmq.SNDHWM, sndhwm)
+        self._sock.setsockopt(zmq.LINGER, linger_ms)
+        self._sock.setsockopt(zmq.XPUB_NODROP, 1)
+        self._sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # every (un)subscription, to count subscribers
+        try:
+            bind(self._sock, endpoint, ipc_mode)
+        except OSError:
+            self._sock.close(0)
+            raise
+        self.last_endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def publish(self, message: Message) -> Message:
+        """Stamp and send ``message`` without blocking; returns the stamped message."""
+        message = dataclasses.replace(message, seq=self.seq, stream_id=self.stream_id, source=self.source)
+        self.seq += 1
+        frames = message.to_message()
+        try:
+            self._sock.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            if self.dropped <= 3 or self.dropped % 100 == 0:
+                log.warning("a subscriber is not keeping up (queue of %d messages full): it misses messages until it "
+                            "catches up; %d drop episode(s) so far", self._sndhwm, self.dropped)
+            self._send_lossy(frames)
+        self._drain_subscriptions()
+        return message
+
+    def _send_lossy(self, frames: list[bytes]) -> None:
+        self._sock.setsockopt(zmq.XPUB_NODROP, 0)
+        try:
+            self._sock.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:  # cannot happen in lossy mode, but never block or die for it
+            pass
+        finally:
+            self._sock.setsockopt(zmq.XPUB_NODROP, 1)
+
+    def _drain_subscriptions(self) -> None:
+        """Read (un)subscription notices so they do not pile up; count subscribers' topics."""
+        while True:
+            try:
+                msg = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if msg[:1] == b"\x01":
+                self.subscriptions += 1
+            elif msg[:1] == b"\x00":
+                self.subscriptions = max(0, self.subscriptions - 1)
+
+    def poll(self) -> None:
+        """Process subscription notices (call from the loop when nothing was published)."""
+        self._drain_subscriptions()
+
+    def stats(self) -> dict:
+        return {"endpoint": self.endpoint, "stream_id": self.stream_id, "published": self.seq,
+                "dropped": self.dropped, "subscriptions": self.subscriptions}
+
+    def close(self, linger_ms: int | None = None) -> None:
+        """Close the socket; queued messages get up to ``linger_ms`` to leave."""
+        if linger_ms is not None:
+            self._sock.setsockopt(zmq.LINGER, linger_ms)
+        self._sock.close()
