@@ -21,7 +21,7 @@ import dataclasses
 import io
 import json
 from pathlib import Path
-from typing import Iterable, Sequence, TextIO
+from typing import Iterable, TextIO
 
 import numpy as np
 
@@ -132,13 +132,14 @@ def format_probs_json(result: FileResult) -> str:
 
 def format_probs_csv(result: FileResult, header: bool = True) -> str:
     probs = result.probs if result.probs is not None else np.zeros(0)
-    lines = ["file,time_s,probability\n"] if header else []
     hop_s = result.hop_samples / result.sample_rate_hz
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    if header:
+        writer.writerow(["file", "time_s", "probability"])
     for i, p in enumerate(probs):
         writer.writerow([result.path, _fmt(i * hop_s, 3), f"{float(p):.4f}"])
-    return "".join(lines) + buf.getvalue()
+    return buf.getvalue()
 
 
 class Writer:
@@ -199,14 +200,3 @@ def read_labels(path: str | Path) -> list[tuple[float, float]]:
             raise ValueError(f"{path}:{lineno}: end {end} is before start {start}")
         regions.append((start, end))
     return regions
-
-
-def merge_regions(regions: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Sorted, overlapping regions merged."""
-    out: list[list[float]] = []
-    for start, end in sorted(regions):
-        if out and start <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], end)
-        else:
-            out.append([start, end])
-    return [(a, b) for a, b in out]
