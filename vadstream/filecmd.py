@@ -105,7 +105,10 @@ class SoundfileReader(AudioReader):
         try:
             self._file = soundfile.SoundFile(str(path))
         except (RuntimeError, soundfile.LibsndfileError) as exc:
-            raise AudioFileError(f"not a readable audio file ({_short(exc)})") from exc
+            detail = _short(exc)
+            if detail.startswith("Error opening") and "': " in detail:
+                detail = detail.split("': ", 1)[1]  # drop the repeated path
+            raise AudioFileError(f"not a readable audio file ({detail.rstrip('.')})") from exc
         self.sample_rate_hz = self._file.samplerate
         self.channels = self._file.channels
         self.frames = self._file.frames
