@@ -103,6 +103,9 @@ def test_event_latency_matching():
     assert st.onset_delays == [100, -50]  # the third segment is a continuation: no onset
     assert st.offset_delays == [200, -100]  # the pause after the second is bridged
     assert (st.n_reference, st.missed, st.n_pauses, st.bridged, st.false_starts) == (4, 1, 3, 1, 1)
+    assert st.fragments == 0
+    cut = M.event_latency([(0, 1000)], [M.Segment(0, 400, 10, 500), M.Segment(600, 1000, 650, 1100)], 2000)
+    assert (cut.fragments, cut.onset_delays, cut.offset_delays) == (1, [10], [100])
     s = st.summary()
     assert s["onset_median_ms"] == pytest.approx(25 / 16)  # median of 100 and -50 samples = 25
     assert s["bridged_fraction"] == pytest.approx(1 / 3)

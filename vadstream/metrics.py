@@ -278,13 +278,14 @@ class LatencyStats:
     missed: int = 0
     n_pauses: int = 0
     bridged: int = 0
+    fragments: int = 0
     false_starts: int = 0
     audio_samples: int = 0
 
     def extend(self, other: "LatencyStats") -> "LatencyStats":
         self.onset_delays += other.onset_delays
         self.offset_delays += other.offset_delays
-        for f in ("n_reference", "missed", "n_pauses", "bridged", "false_starts", "audio_samples"):
+        for f in ("n_reference", "missed", "n_pauses", "bridged", "fragments", "false_starts", "audio_samples"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         return self
 
@@ -301,6 +302,8 @@ class LatencyStats:
             "missed_fraction": self.missed / self.n_reference if self.n_reference else float("nan"),
             "pauses": self.n_pauses, "bridged": self.bridged,
             "bridged_fraction": self.bridged / self.n_pauses if self.n_pauses else float("nan"),
+            "fragments": self.fragments,
+            "fragments_per_segment": self.fragments / self.n_reference if self.n_reference else float("nan"),
             "false_starts": self.false_starts,
         }
 
@@ -316,6 +319,8 @@ def event_latency(reference: Sequence[tuple[int, int]], detected: Sequence[Segme
     - Offset delay: ``end_known - ref_end`` of the last overlapping detection, counted only when
       that detection ends before the next reference segment starts; otherwise the pause after the
       segment is *bridged* (the pauses are the gaps between consecutive reference segments).
+    - Every overlapping detection after the first one of a reference segment is a *fragment* (the
+      segment was cut by a premature end).
     - A detection that overlaps no reference segment is a *false start*.
     """
     ref = sorted((int(a), int(b)) for a, b in reference)
@@ -331,6 +336,7 @@ def event_latency(reference: Sequence[tuple[int, int]], detected: Sequence[Segme
             continue
         for j in hits:
             used[j] = True
+        st.fragments += len(hits) - 1
         first, last = det[hits[0]], det[hits[-1]]
         if first.start >= prev_end:
             st.onset_delays.append(first.start_known - a)
