@@ -257,7 +257,7 @@ def tuning_section(results, quick: bool) -> tuple[dict, str, object]:
 # --------------------------------------------------------------------------------------------
 # Section: latency (offline, common rule)
 # --------------------------------------------------------------------------------------------
-def latency_section(results, peers, recommended) -> tuple[dict, str]:
+def latency_section(results, peers, recommended, which: str = "test") -> tuple[dict, str]:
     from vadstream.detector import DetectorConfig
 
     rule = E.COMMON_RULE
@@ -267,8 +267,8 @@ def latency_section(results, peers, recommended) -> tuple[dict, str]:
     rows = []
 
     def add(label: str, by_cond: dict, **kw) -> None:
-        mix = mixture_runs(by_cond, "test")
-        ns = E.half(by_cond.get("non-speech", []), "test")
+        mix = mixture_runs(by_cond, which)
+        ns = E.half(by_cond.get("non-speech", []), which)
         if not mix:
             return
         s = E.event_summary(mix, **kw).summary()
@@ -282,7 +282,7 @@ def latency_section(results, peers, recommended) -> tuple[dict, str]:
             add("vadstream, Detector current defaults", by_cond, config=DetectorConfig())
             if recommended is not None:
                 add("vadstream, Detector recommended", by_cond, config=recommended)
-    lines = ["## Event latency, offline (test half of dev)\n",
+    lines = [f"## Event latency, offline ({'test half of dev' if which == 'test' else 'all of dev (--quick)'})\n",
              f"Common smoothing rule for every VAD: {rule.describe()} (no minimum speech duration). Each VAD "
              "is streamed as a live caller (peers in their own hop, vadstream in 20 ms chunks); a delay runs "
              "from the labelled onset/offset (clean-speech labels; regions closer than 300 ms merged) to the "
@@ -342,7 +342,7 @@ def run(args) -> list[str]:
     tdata, tmd, best = tuning_section(results, args.quick)
     report.save_section(out, "tuning", tdata, tmd, cmd)
     texts.append(tmd)
-    ldata, lmd = latency_section(results, peers, best)
+    ldata, lmd = latency_section(results, peers, best, "all" if args.quick else "test")
     if ldata["rows"]:
         plot_latency(ldata, out / "latency.png")
         lmd += "\n![latency](latency.png)\n"
