@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.labelled import load_folder, read_labels
-from tests.bench_corpus import make_corpus, make_labelled_folder
+from tests.test_bench_corpus import make_corpus, make_labelled_folder
 from tests.conftest import REPO
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from vadstream import cli, metrics as M
 from vadstream.detector import Detector, DetectorConfig
 from vadstream.training import evaluate as E
-from tests.bench_corpus import make_corpus
+from tests.test_bench_corpus import make_corpus
 
 
 def test_half_split_is_disjoint_and_deterministic():
