@@ -139,38 +139,28 @@ def file_updates(path: str, vad, config, realtime: bool = True, speed: float = 1
     yield from convert(events, probs)
 
 
-def daemon_updates(endpoint: str, timeout_s: float = 0.1) -> Iterator[Update]:
-    """Subscribe to a daemon's events on ``endpoint`` (ZeroMQ SUB) and translate them."""
-    import zmq
-
+def daemon_updates(endpoint: str | None, timeout_s: float = 0.1) -> Iterator[Update]:
+    """Subscribe to a daemon's events (:class:`vadstream.client.Subscriber`) and translate them."""
     from vadstream import events as ev
+    from vadstream.client import Subscriber
 
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.SUB)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SUBSCRIBE, ev.TOPIC_PREFIX.encode())
-    sock.connect(endpoint)
-    poller = zmq.Poller()
-    poller.register(sock, zmq.POLLIN)
-    last_seq: dict[str, int] = {}
+    notes: list[str] = []
+    sub = Subscriber(endpoint, on_gap=lambda gap: notes.append(f"missed {gap.missing} message(s)"),
+                     on_invalid=lambda why: notes.append(f"ignored a message: {why}"))
+    stream_id = None
     try:
         while True:
-            if not poller.poll(int(timeout_s * 1000)):
+            msg = sub.receive(timeout_s)
+            for text in notes:
+                yield Note(text)
+            notes.clear()
+            if msg is None:
                 yield Tick()
                 continue
-            frames = sock.recv_multipart()
-            try:
-                msg = ev.parse(frames)
-            except ev.ParseError as exc:
-                yield Note(f"ignored a message: {exc}")
-                continue
-            prev = last_seq.get(msg.stream_id)
-            if prev is None and last_seq:
-                yield Note(f"daemon restarted (stream {msg.stream_id})", msg.time_s)
-            elif prev is not None and msg.seq > prev + 1:
-                yield Note(f"missed {msg.seq - prev - 1} message(s)", msg.time_s)
-            last_seq = {msg.stream_id: msg.seq}
             t = msg.time_s
+            if stream_id is not None and msg.stream_id != stream_id:
+                yield Note(f"daemon restarted (stream {msg.stream_id})", t)
+            stream_id = msg.stream_id
             if isinstance(msg, ev.Probability):
                 yield Prob(t, float(msg.probability))
                 level = getattr(msg, "level_dbfs", None)
@@ -178,17 +168,15 @@ def daemon_updates(endpoint: str, timeout_s: float = 0.1) -> Iterator[Update]:
                     yield Level(t, float(level))
             elif isinstance(msg, ev.SpeechStarted):
                 yield Start(t, msg.decided_sample / SAMPLE_RATE_HZ, msg.probability)
-                yield StateChange("speaking", t)
             elif isinstance(msg, ev.SpeechEnded):
                 yield End(t, msg.start_sample / SAMPLE_RATE_HZ, msg.decided_sample / SAMPLE_RATE_HZ, msg.reason)
-                yield StateChange("quiet", t)
             elif isinstance(msg, ev.Heartbeat):
                 yield StateChange(msg.state, t)
             elif isinstance(msg, ev.Status):
                 yield Note(f"{msg.kind}: {msg.message}", t)
                 yield StateChange(msg.state, t)
     finally:
-        sock.close(0)
+        sub.close()
 
 
 # --------------------------------------------------------------------------------------------

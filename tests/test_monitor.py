@@ -1,0 +1,200 @@
+"""``vadstream monitor``: plain lines off a terminal, a redrawn view on a pty, Ctrl-C, daemon events."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vadstream.monitor import End, MonitorState, PlainView, Prob, Start, StateChange, level_dbfs
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """An espeak-ng sentence, silence, another sentence, at 16 kHz mono with a little noise."""
+    if not shutil.which("espeak-ng") or not shutil.which("sox"):
+        pytest.skip("needs espeak-ng and sox (script/setup-system test)")
+    tmp = tmp_path_factory.mktemp("monitor")
+    parts = []
+    for i, text in enumerate(("Testing the live monitor.", "Speech again after a pause.")):
+        raw, wav = tmp / f"{i}-raw.wav", tmp / f"{i}.wav"
+        subprocess.run(["espeak-ng", "-w", str(raw), text], check=True)
+        subprocess.run(["sox", str(raw), "-r", str(RATE), "-b", "16", str(wav), "pad", "0.8", "0.8"], check=True)
+        with wave.open(str(wav)) as w:
+            parts.append(np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768)
+    x = np.concatenate(parts) * 0.6 + np.random.default_rng(2).normal(0, 0.002, sum(p.size for p in parts))
+    path = tmp / "clip.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes((np.clip(x, -1, 0.99) * 32768).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(shipped_model) -> str:
+    return str(shipped_model)
+
+
+@pytest.fixture(scope="module")
+def file_segments(clip, model) -> list[dict]:
+    proc = subprocess.run([sys.executable, "-m", "vadstream", "file", str(clip), "--model", model],
+                          capture_output=True, text=True, timeout=120, check=True)
+    segments = json.loads(proc.stdout)["segments"]
+    assert segments, "the model found no speech in the clip"
+    return segments
+
+
+def monitor_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vadstream", "monitor", *args]
+
+
+def test_plain_lines_report_the_segments_vadstream_file_finds(clip, model, file_segments):
+    proc = subprocess.run(monitor_cmd("--input", str(clip), "--no-realtime", "--model", model),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "\x1b" not in proc.stdout  # no terminal codes in a pipe
+    ends = [re.match(r"\d\d:\d\d\.\d\d speech_end at (\d+\.\d+)s \((\d+\.\d+)s, (\w+)\)", line) for line in lines]
+    ends = [(float(m[1]), m[3]) for m in ends if m]
+    assert ends == [(round(s["end_s"], 3), s["reason"]) for s in file_segments]
+    starts = [float(m[1]) for m in (re.search(r"speech_start at (\d+\.\d+)s", line) for line in lines) if m]
+    assert starts == [round(s["start_s"], 3) for s in file_segments]
+    status = [line for line in lines if " state=" in line]
+    assert len(status) >= 3 and all("level=" in line and "segments=" in line for line in status)
+    with wave.open(str(clip)) as w:
+        duration_s = w.getnframes() / RATE
+    speech_s = sum(s["end_s"] - s["start_s"] for s in file_segments)
+    assert lines[-1].endswith(f"done: {len(file_segments)} segment(s), {speech_s:.1f}s of speech in {duration_s:.1f}s")
+
+
+def read_pty(fd: int, proc: subprocess.Popen, timeout_s: float) -> bytes:
+    out = b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    return out
+
+
+def spawn_on_pty(args: list[str]) -> tuple[subprocess.Popen, int]:
+    master, slave = pty.openpty()
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30")
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    return proc, master
+
+
+def test_terminal_view_redraws_in_colour_and_restores_the_cursor(clip, model, file_segments):
+    proc, fd = spawn_on_pty(monitor_cmd("--input", str(clip), "--speed", "6", "--model", model))
+    try:
+        out = read_pty(fd, proc, 60).decode("utf-8", "replace")
+        assert proc.wait(10) == 0
+    finally:
+        os.close(fd)
+    assert out.startswith("\x1b[?25l")  # cursor hidden while drawing
+    assert out.count("\x1b[5F") > 10  # redrawn in place many times
+    assert re.search(r"\x1b\[1;30;42m *SPEECH", out)  # speech in colour
+    assert "history" in out and "level" in out and "dBFS" in out
+    tail = out[out.rindex("\x1b[?25h"):]  # cursor shown again, then the summary
+    assert f"{len(file_segments)} segment(s)" in tail
+
+
+def test_ctrl_c_exits_cleanly(clip, model):
+    proc, fd = spawn_on_pty(monitor_cmd("--input", str(clip), "--model", model))  # real time: ~5 s
+    try:
+        first = read_pty(fd, proc, 1.5)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        rest = read_pty(fd, proc, 10)
+        assert proc.wait(10) == 0
+    finally:
+        os.close(fd)
+    out = (first + rest).decode("utf-8", "replace")
+    assert "Traceback" not in out
+    assert "\x1b[?25h" in out and re.search(r"\d+ segment\(s\), [\d.]+s of speech in [\d.]+s", out)
+
+
+def test_daemon_events_become_lines(tmp_path):
+    from vadstream import events as ev
+    from vadstream.publisher import Publisher
+
+    endpoint = f"ipc://{tmp_path}/events"
+    pub = Publisher(endpoint, source="test")
+    proc = subprocess.Popen(monitor_cmd("--endpoint", endpoint, "--interval-s", "0.5"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while pub.subscriptions == 0 and time.monotonic() < deadline:
+            pub.poll()
+            time.sleep(0.05)
+        assert pub.subscriptions > 0, "monitor never subscribed"
+        wall = time.time_ns()
+        for k in range(50):  # 1 s of hops, speech from 0.2 s to 0.7 s
+            t = k * 320
+            p = 0.9 if 10 <= k < 35 else 0.05
+            pub.publish(ev.Probability(sample_index=t, wall_time_ns=wall, probability=p, hop_samples=320))
+            if k == 13:
+                pub.publish(ev.SpeechStarted(sample_index=2720, wall_time_ns=wall, probability=0.9,
+                                             decided_sample=4160))
+            if k == 45:
+                pub.publish(ev.SpeechEnded(sample_index=11680, wall_time_ns=wall, probability=0.05,
+                                           decided_sample=14720, start_sample=2720, reason="silence"))
+        pub.publish(ev.Status(sample_index=16000, wall_time_ns=wall, kind="lost", message="device unplugged",
+                              state="lost"))
+        pub.seq += 3  # three messages this subscriber never sees
+        pub.publish(ev.Heartbeat(sample_index=16000, wall_time_ns=wall, state="quiet", uptime_s=1.0,
+                                 published=60, dropped=0, overflows=0))
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        pub.close(0)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert "00:00.26 speech_start at 0.170s p=0.90" in lines
+    assert "00:00.92 speech_end at 0.730s (0.56s, silence)" in lines
+    assert "00:01.00 lost: device unplugged" in lines
+    assert any(line.endswith("missed 3 message(s)") for line in lines), lines
+    assert any(" state=speaking p=0.90 level=- segments=0" in line for line in lines), lines
+    assert lines[-1] == "00:01.00 done: 1 segment(s), 0.6s of speech in 1.0s"
+
+
+def test_state_model_and_plain_status_line():
+    s = MonitorState()
+    for k, p in enumerate([0.1, 0.8, 0.9]):
+        s.apply(Prob(k * 0.02, p))
+    s.apply(Start(0.0, 0.06, 0.9))
+    assert s.in_speech and s.history[-1] == (0.9, False)
+    s.apply(Prob(0.06, 0.2))
+    s.apply(End(0.1, 0.0, 0.3, "silence"))
+    s.apply(StateChange("quiet", 0.3))
+    assert (s.segments, round(s.speech_s, 3), s.state) == (1, 0.1, "quiet")
+    assert PlainView.status_line(s) == "00:00.30 state=quiet p=0.20 level=- segments=1 speech=0.1s"
+    assert level_dbfs(np.full(160, 0.5, np.float32)) == pytest.approx(-6.02, abs=0.01)
+    assert level_dbfs(np.zeros(160, np.float32)) == -70.0
