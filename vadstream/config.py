@@ -6,7 +6,8 @@ Sections and keys (``docs/config.md`` and ``systemd/vadstream.toml`` document ev
     [model]     path
     [detector]  onset_threshold, offset_threshold, min_speech_ms, min_silence_ms, max_speech_s,
                 speech_pad_ms   (vadstream.detector.DetectorConfig and its validation)
-    [publisher] endpoint, control_endpoint, sndhwm, prob, heartbeat_s, linger_ms, ipc_mode
+    [publisher] endpoint, control_endpoint, sndhwm, prob, heartbeat_s, linger_ms, ipc_mode,
+                wait_subscriber_s
     [logging]   level
 
 Precedence: built-in defaults < the file < flags. Unknown sections or keys, wrong types and values
@@ -83,6 +84,8 @@ class PublisherConfig:
         heartbeat_s: interval of ``vad.heartbeat`` messages, seconds.
         linger_ms: how long queued messages may still be delivered at exit, milliseconds.
         ipc_mode: permission bits of ``ipc://`` socket files (octal string, e.g. ``"0660"``).
+        wait_subscriber_s: before reading input, wait up to this long for a first subscriber, so
+            batch runs (a file with realtime off) lose no event to ZeroMQ's slow-joiner gap (0: no wait).
     """
 
     endpoint: str | None = None
@@ -92,6 +95,7 @@ class PublisherConfig:
     heartbeat_s: float = 1.0
     linger_ms: int = 500
     ipc_mode: str = "0660"
+    wait_subscriber_s: float = 0.0
 
     @property
     def ipc_mode_bits(self) -> int:
@@ -264,6 +268,8 @@ def _check_publisher(v: dict[str, Any]) -> dict[str, Any]:
             out[key] = float(_num(k, value, 0.1, 3600.0))
         elif key == "linger_ms":
             out[key] = int(_num(k, value, 0, 10_000, integer=True))
+        elif key == "wait_subscriber_s":
+            out[key] = float(_num(k, value, 0.0, 3600.0))
         elif key == "ipc_mode":
             text = _str(k, value)
             try:
@@ -359,6 +365,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "hwm": ("publisher", "sndhwm"),
     "prob": ("publisher", "prob"),
     "heartbeat_s": ("publisher", "heartbeat_s"),
+    "wait_subscriber_s": ("publisher", "wait_subscriber_s"),
     "log_level": ("logging", "level"),
 }
 
@@ -386,7 +393,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--control-endpoint", metavar="EP", help="control endpoint, or 'none'")
     g.add_argument("--hwm", type=int, metavar="N", help="send high-water mark per subscriber")
     g.add_argument("--prob", action="store_const", const=True, help="publish per-hop probabilities (vad.prob)")
-    g.add_argument("--heartbeat-s", type=float, metavar="S")
+    g.add_argument("--heartbeat-s", type=float, metavar="S", help="heartbeat interval in seconds")
+    g.add_argument("--wait-subscriber", dest="wait_subscriber_s", type=float, metavar="S",
+                   help="wait up to S seconds for a first subscriber before reading input")
     g.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error")
 
 

@@ -1,0 +1,477 @@
+"""``vadstream run``: audio source -> Vad -> Detector -> ZeroMQ events. This module only wires stages.
+
+The processing loop runs in the main thread; capture runs in the source's own thread (PortAudio
+callback or reader thread), so a slow step here never stalls capture. Each loop turn reads one
+block (waiting at most ``READ_TIMEOUT_S``), handles source status changes, scores the block,
+publishes events, pings the systemd watchdog, sends the heartbeat, and answers control requests.
+
+Signals: SIGTERM/SIGINT close an open segment (``speech_end`` reason ``shutdown``), publish it and
+exit 0; SIGHUP reloads the config file (detector thresholds, ``prob``, heartbeat and log level
+apply at once; other changed keys are reported as needing a restart). End of a file or stdin
+closes an open segment with reason ``end_of_input`` and exits 0.
+
+Exit status: 0 normal end, 1 runtime failure (model, audio source, socket), 2 configuration error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from vadstream import __version__, config
+from vadstream.config import Config, ConfigError
+from vadstream.detector import Detector, EndReason, SpeechEnd, SpeechStart
+from vadstream.events import Heartbeat, Message, Probability, SpeechEnded, SpeechStarted, Status
+
+log = logging.getLogger("vadstream")
+
+SAMPLE_RATE_HZ = 16000
+READ_TIMEOUT_S = 0.1
+MAX_FILL_SAMPLES = SAMPLE_RATE_HZ  # gaps up to 1 s are filled with silence; longer ones restart the stream
+LIVE_KEYS = ("detector.", "publisher.prob", "publisher.heartbeat_s", "logging.level")
+
+
+def add_arguments(parser) -> None:
+    config.add_arguments(parser)
+
+
+# --- logging -------------------------------------------------------------------------------------
+
+class _Formatter(logging.Formatter):
+    """One line per record; ``<N>`` syslog priority prefixes when stderr is the journal."""
+
+    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def __init__(self, journal: bool):
+        super().__init__()
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage().replace("\n", " | ")
+        if self.journal:
+            return f"<{self.PRIORITY.get(record.levelno, 6)}>{text}"
+        return f"vadstream: {record.levelname.lower()}: {text}"
+
+
+def _stderr_is_journal() -> bool:
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        dev, ino = (int(v) for v in stream.split(":"))
+        st = os.fstat(sys.stderr.fileno())
+        return st.st_dev == dev and st.st_ino == ino
+    except (ValueError, OSError):
+        return False
+
+
+def setup_logging(level: str) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_vadstream", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(_stderr_is_journal()))
+    handler._vadstream = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+# --- the daemon ------------------------------------------------------------------------------------
+
+class Daemon:
+    """Owns one source, one Vad, one Detector, the publisher and the control socket."""
+
+    def __init__(self, cfg: Config, args=None):
+        from vadstream.control import ControlServer
+        from vadstream.publisher import Publisher
+        from vadstream.sdnotify import Notifier
+        from vadstream.sources import SourceSpec, open_source
+        from vadstream.vad import Vad
+
+        self.cfg = cfg
+        self.args = args
+        self.started_mono = time.monotonic()
+        self.vad = Vad(cfg.model.path)
+        self.hop_samples = self.vad.hop_samples
+        self.detector = Detector(self.hop_samples, cfg.detector, sample_rate_hz=SAMPLE_RATE_HZ)
+        i = cfg.input
+        self.source = open_source(SourceSpec(input=i.input, device=i.device, channel=i.channel,
+                                             realtime=i.realtime, block_ms=i.block_ms, ring_s=i.ring_s,
+                                             samplerate_hz=i.samplerate_hz))
+        self.events_endpoint, self.control_endpoint = cfg.endpoints()
+        p = cfg.publisher
+        self.control = None
+        try:
+            self.publisher = Publisher(self.events_endpoint, source=self.source.name, sndhwm=p.sndhwm,
+                                       linger_ms=p.linger_ms, ipc_mode=p.ipc_mode_bits)
+            if self.control_endpoint:
+                self.control = ControlServer(self.control_endpoint, self.handle_request, ipc_mode=p.ipc_mode_bits)
+        except Exception:
+            self.source.close()
+            if getattr(self, "publisher", None):
+                self.publisher.close(0)
+            raise
+        self.notifier = Notifier.from_env()
+        # Stream bookkeeping: Vad/Detector sample 0 is stream sample `_base`.
+        self._base = 0
+        self._fed = 0  # next stream sample expected
+        self._hops = 0  # hops scored since the last restart of the Vad
+        self._anchor = (0, time.time_ns())  # (stream sample, unix ns) of the latest block
+        self._rebase_pending = False
+        self._lost = False
+        self._ready = False
+        self._stop: str | None = None
+        self._reload = False
+        self._last_heartbeat = 0.0
+        self._segments = 0
+        self._overflows = 0
+        self._errors = 0
+        self._source_failed = False
+        self._last_error_log = 0.0
+
+    # -- signals ------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        if signum == signal.SIGHUP:
+            self._reload = True
+        else:
+            self._stop = signal.Signals(signum).name
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    # -- helpers ------------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        return "lost" if self._lost else self.detector.state.value
+
+    def _wall_ns(self, sample: int) -> int:
+        a_sample, a_wall = self._anchor
+        return max(0, a_wall + (sample - a_sample) * 1_000_000_000 // SAMPLE_RATE_HZ)
+
+    def publish(self, message: Message) -> None:
+        try:
+            self.publisher.publish(message)
+        except Exception as exc:  # noqa: BLE001 - never die for one message
+            self._error(f"publish failed: {type(exc).__name__}: {exc}")
+
+    def status_event(self, kind: str, message: str, **details: Any) -> None:
+        self.publish(Status(sample_index=self._fed, wall_time_ns=self._wall_ns(self._fed), kind=kind,
+                            message=message, state=self.state, details=_jsonable(details)))
+
+    def _error(self, text: str) -> None:
+        """Count an error; log it, at most a few lines per second."""
+        self._errors += 1
+        now = time.monotonic()
+        if now - self._last_error_log >= 1.0 or self._errors <= 3:
+            self._last_error_log = now
+            log.error("%s (errors so far: %d)", text, self._errors)
+
+    def _human_status(self) -> str:
+        p = self.publisher
+        return (f"{self.state} on {self.source.name}; {self._segments} segment(s); published {p.seq}, "
+                f"drop episodes {p.dropped}, overflows {self._overflows}")
+
+    # -- audio ----------------------------------------------------------------------------------
+    def _restart_stream(self, start_sample: int) -> None:
+        """Start a fresh Vad/Detector stream at ``start_sample`` (after an outage)."""
+        self.vad.reset()
+        self.detector.reset()
+        self._base = self._fed = start_sample
+        self._hops = 0
+        self._rebase_pending = False
+
+    def process_block(self, block) -> None:
+        samples = np.asarray(block.samples)
+        if samples.ndim != 1:
+            samples = samples.reshape(-1)
+        start = int(block.start_sample)
+        gap = start - self._fed
+        if self._rebase_pending or gap > MAX_FILL_SAMPLES:
+            if self.detector.in_speech:  # a jump while speaking: the segment cannot go on
+                self._publish_detector_events(self.detector.flush(EndReason.DEVICE_LOST))
+            self._restart_stream(start)
+        elif gap > 0:  # a short hole: keep the timeline with silence
+            self._feed(np.zeros(gap, dtype=np.float32))
+        elif gap < 0:  # overlap with audio already processed: drop it
+            samples = samples[-gap:]
+            start = self._fed
+        self._anchor = (int(block.start_sample), int(block.wall_time_ns))
+        if samples.size:
+            x = samples.astype(np.float32, copy=False)
+            if not np.isfinite(x).all():
+                self._error(f"block at sample {start} has non-finite samples; replaced by 0")
+                x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+            self._feed(np.clip(x, -1.0, 1.0))
+
+    def _feed(self, x: np.ndarray) -> None:
+        self._fed += x.size
+        self._handle_probs(self.vad.process(x))
+
+    def _handle_probs(self, probs: np.ndarray) -> None:
+        if probs.size == 0:
+            return
+        probs = np.nan_to_num(np.asarray(probs, dtype=np.float64), nan=0.0).clip(0.0, 1.0)
+        if self.cfg.publisher.prob:
+            for i, p in enumerate(probs):
+                s = self._base + (self._hops + i) * self.hop_samples
+                self.publish(Probability(sample_index=s, wall_time_ns=self._wall_ns(s), probability=float(p),
+                                         hop_samples=self.hop_samples))
+        self._hops += probs.size
+        self._publish_detector_events(self.detector.process(probs))
+
+    def _publish_detector_events(self, detected) -> None:
+        b = self._base
+        for ev in detected:
+            s = b + ev.sample_index
+            p = min(max(float(ev.probability), 0.0), 1.0)
+            if isinstance(ev, SpeechStart):
+                self.publish(SpeechStarted(sample_index=s, wall_time_ns=self._wall_ns(s), probability=p,
+                                           decided_sample=b + ev.decided_sample))
+                log.debug("speech_start at %.3f s (p=%.2f)", s / SAMPLE_RATE_HZ, p)
+            elif isinstance(ev, SpeechEnd):
+                self._segments += 1
+                self.publish(SpeechEnded(sample_index=s, wall_time_ns=self._wall_ns(s), probability=p,
+                                         decided_sample=b + ev.decided_sample, start_sample=b + ev.start_sample,
+                                         reason=ev.reason.value))
+                log.debug("speech_end at %.3f s (%s, %.2f s)", s / SAMPLE_RATE_HZ, ev.reason.value,
+                          ev.duration_samples / SAMPLE_RATE_HZ)
+            self.notifier.status(self._human_status())
+
+    def on_source_status(self, st) -> None:
+        details = dict(st.details or {})
+        if st.kind == "lost":
+            self._publish_detector_events(self.detector.flush(EndReason.DEVICE_LOST))
+            self._lost = True
+            self._rebase_pending = True
+        elif st.kind == "restored":
+            self._lost = False
+            self._rebase_pending = True
+        elif st.kind == "overflow":
+            self._overflows += 1
+        elif st.kind == "error":
+            self._source_failed = True
+        kind = st.kind if st.kind in ("opened", "lost", "restored", "overflow", "error") else "error"
+        self.status_event(kind, st.message, **details)
+        self.notifier.status(self._human_status())
+
+    # -- control ---------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        spec = self.vad.spec
+        try:
+            source_stats = self.source.stats()
+        except Exception as exc:  # noqa: BLE001
+            source_stats = {"error": str(exc)}
+        return _jsonable({
+            "version": __version__, "pid": os.getpid(), "state": self.state, "ready": self._ready,
+            "in_speech": self.detector.in_speech, "uptime_s": round(time.monotonic() - self.started_mono, 3),
+            "sample_index": self._fed, "audio_s": self._fed / SAMPLE_RATE_HZ, "segments": self._segments,
+            "source": {"name": self.source.name, **source_stats},
+            "overflows": self._overflows, "errors": self._errors,
+            "publisher": self.publisher.stats(), "control_endpoint": self.control_endpoint,
+            "model": {"path": str(self.vad.model.path), "name": spec.name, "version": spec.version,
+                      "hop_samples": self.hop_samples, "lookahead_samples": self.vad.lookahead_samples,
+                      "sample_rate_hz": SAMPLE_RATE_HZ},
+            "config": self.cfg.to_dict(), "config_file": self.cfg.path,
+        })
+
+    def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        from vadstream.control import RequestError
+
+        cmd = request["cmd"]
+        if cmd == "status":
+            return {"status": self.status()}
+        if cmd != "config":
+            raise RequestError(f"unknown command {cmd!r}: use status or config")
+        unknown = sorted(set(request) - {"cmd", "detector", "prob"})
+        if unknown:
+            raise RequestError(f"unknown config field(s) {', '.join(unknown)}: allowed detector, prob")
+        changes: dict[str, Any] = {}
+        if "detector" in request:
+            values = request["detector"]
+            if not isinstance(values, dict):
+                raise RequestError('"detector" must be an object of detector keys, e.g. {"onset_threshold": 0.6}')
+            try:
+                new = config.from_mapping({"detector": values}, self.cfg)
+            except ConfigError as exc:
+                raise RequestError(str(exc)) from None
+            changes.update(self._apply(new))
+        if "prob" in request:
+            if not isinstance(request["prob"], bool):
+                raise RequestError(f"prob = {request['prob']!r} must be true or false")
+            new = dataclasses.replace(self.cfg, publisher=dataclasses.replace(self.cfg.publisher, prob=request["prob"]))
+            changes.update(self._apply(new))
+        if changes:
+            self.status_event("config", "changed by a control request: " + _describe(changes),
+                              changed={k: list(v) for k, v in changes.items()})
+            log.info("control: %s", _describe(changes))
+        return {"changed": {k: list(v) for k, v in changes.items()},
+                "detector": dataclasses.asdict(self.cfg.detector), "prob": self.cfg.publisher.prob}
+
+    def _apply(self, new: Config) -> dict[str, tuple[Any, Any]]:
+        """Apply the live-changeable parts of ``new``; return what changed."""
+        changes = {k: v for k, v in config.diff(self.cfg, new).items() if k.startswith(LIVE_KEYS)}
+        self.cfg = dataclasses.replace(self.cfg, detector=new.detector,
+                                       publisher=dataclasses.replace(self.cfg.publisher, prob=new.publisher.prob,
+                                                                     heartbeat_s=new.publisher.heartbeat_s),
+                                       logging=new.logging, path=new.path)
+        self.detector.set_config(self.cfg.detector)
+        if "logging.level" in changes:
+            logging.getLogger().setLevel(self.cfg.logging.level.upper())
+        return changes
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file (and re-apply the flags); apply what can change live."""
+        self._reload = False
+        self.notifier.reloading()
+        try:
+            new = config.load(self.args)
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running config: %s", exc)
+            self.status_event("error", f"reload failed, keeping the running config: {exc}")
+            self.notifier.ready(self._human_status())
+            return
+        all_changes = config.diff(self.cfg, new)
+        restart = sorted(k for k in all_changes if not k.startswith(LIVE_KEYS))
+        changes = self._apply(new)
+        text = f"reloaded {new.path or 'defaults'}: " + (_describe(changes) if changes else "no live changes")
+        if restart:
+            text += f"; needs a restart: {', '.join(restart)}"
+        log.info("%s", text)
+        self.status_event("config", text, changed={k: list(v) for k, v in changes.items()}, restart_needed=restart,
+                          file=new.path)
+        self.notifier.ready(self._human_status())
+
+    # -- main loop -------------------------------------------------------------------------------
+    def heartbeat(self, now: float) -> None:
+        if now - self._last_heartbeat < self.cfg.publisher.heartbeat_s:
+            return
+        self._last_heartbeat = now
+        p = self.publisher
+        self.publish(Heartbeat(sample_index=self._fed, wall_time_ns=self._wall_ns(self._fed), state=self.state,
+                               uptime_s=round(now - self.started_mono, 3), published=p.seq, dropped=p.dropped,
+                               overflows=self._overflows))
+
+    def wait_for_subscriber(self) -> None:
+        """Up to ``publisher.wait_subscriber_s``: wait for a first subscription (control stays answered)."""
+        deadline = time.monotonic() + self.cfg.publisher.wait_subscriber_s
+        while self.publisher.subscriptions == 0 and self._stop is None and time.monotonic() < deadline:
+            self.publisher.poll()
+            if self.control is not None:
+                self.control.poll()
+            time.sleep(0.01)
+
+    def run(self) -> int:
+        self.install_signal_handlers()
+        self.wait_for_subscriber()
+        spec = self.vad.spec
+        self.status_event("started", f"vadstream {__version__} started: model {spec.name} {spec.version}, "
+                          f"source {self.source.name}", pid=os.getpid(), model=str(self.vad.model.path),
+                          events_endpoint=self.events_endpoint, control_endpoint=self.control_endpoint,
+                          config=self.cfg.to_dict())
+        log.info("publishing on %s (control: %s), model %s", self.events_endpoint, self.control_endpoint or "off",
+                 self.vad.model.path)
+        self.source.start()
+        end_reason = EndReason.SHUTDOWN
+        while self._stop is None:
+            block = self.source.read(READ_TIMEOUT_S)
+            for st in self.source.poll_status():
+                self.on_source_status(st)
+            if block is not None:
+                try:
+                    self.process_block(block)
+                except Exception as exc:  # noqa: BLE001 - a bad block must not stop the daemon
+                    self._error(f"block at sample {getattr(block, 'start_sample', '?')} skipped: "
+                                f"{type(exc).__name__}: {exc}")
+                if not self._ready:
+                    self._ready = True
+                    self.notifier.ready(self._human_status())
+                    log.info("ready: first audio block processed from %s", self.source.name)
+            elif self.source.finished:
+                end_reason = EndReason.END_OF_INPUT
+                break
+            now = time.monotonic()
+            self.notifier.watchdog(now)
+            self.heartbeat(now)
+            if self.control is not None:
+                self.control.poll()
+            if self._reload:
+                self.reload()
+            self.publisher.poll()
+        return self.shutdown(end_reason)
+
+    def shutdown(self, reason: EndReason) -> int:
+        why = "end of input" if reason is EndReason.END_OF_INPUT else f"received {self._stop}"
+        self.notifier.stopping(f"stopping: {why}")
+        try:
+            if reason is EndReason.END_OF_INPUT:
+                self._handle_probs(self.vad.flush())
+            self._publish_detector_events(self.detector.flush(reason))
+        except Exception as exc:  # noqa: BLE001
+            self._error(f"final flush failed: {type(exc).__name__}: {exc}")
+        p = self.publisher
+        self.status_event("stopping", f"stopping: {why}", audio_s=self._fed / SAMPLE_RATE_HZ,
+                          segments=self._segments, published=p.seq + 1, dropped=p.dropped,
+                          overflows=self._overflows, errors=self._errors)
+        log.info("stopping (%s): %.2f s of audio, %d segment(s), %d message(s) published, %d drop episode(s), "
+                 "%d overflow(s), %d error(s)", why, self._fed / SAMPLE_RATE_HZ, self._segments, p.seq, p.dropped,
+                 self._overflows, self._errors)
+        try:
+            self.source.close()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("closing the source failed: %s", exc)
+        if self.control is not None:
+            self.control.close()
+        self.publisher.close()
+        self.notifier.close()
+        return 1 if self._source_failed else 0
+
+
+def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+
+
+def main(args) -> int:
+    from vadstream.model import ModelError
+    from vadstream.sources import SourceError
+
+    setup_logging("info")
+    try:
+        cfg = config.load(args)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    setup_logging(cfg.logging.level)
+    try:
+        daemon = Daemon(cfg, args)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    except (ModelError, SourceError, OSError) as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        return daemon.run()
+    except Exception as exc:  # noqa: BLE001 - one clear line, details at debug level
+        log.error("internal error: %s: %s", type(exc).__name__, exc)
+        log.debug("traceback", exc_info=True)
+        return 1
+
+
+if __name__ == "__main__":  # python -m vadstream.daemon: the daemon alone, without the other commands
+    import argparse
+
+    _parser = argparse.ArgumentParser(prog="vadstream run", description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))
