@@ -1,0 +1,75 @@
+"""`vadstream listen` against the real daemon: JSON lines, human-readable lines, --status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import zmq
+
+from daemon_util import DaemonProcess, speech_track, write_wav
+
+LAYOUT = [0.8, "the quick brown fox jumps over the lazy dog", 1.2, "hello world this is vadstream speaking", 1.0]
+
+
+def listen(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vadstream.listen", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_listen_json_and_human(tmp_path):
+    audio, regions = speech_track(tmp_path, LAYOUT)
+    wav = write_wav(tmp_path / "t.wav", audio)
+    common = ["--input", str(wav), "--no-realtime", "--wait-subscriber", "20", "--min-silence-ms", "400"]
+
+    d = DaemonProcess(tmp_path, *common)
+    js = listen("--endpoint", d.events, "--json", "--count", "7", "--timeout", "20")
+    out, err = js.communicate(timeout=60)
+    assert js.returncode == 0, err
+    assert d.wait(30) == 0, d.stderr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(m["type"], m.get("kind")) for m in lines] == [
+        ("status", "started"), ("status", "opened"), ("speech_start", None), ("speech_end", None),
+        ("speech_start", None), ("speech_end", None), ("status", "stopping")]
+    assert [m["seq"] for m in lines] == sorted(m["seq"] for m in lines)
+    assert lines[3]["reason"] == "silence" and lines[3]["duration_s"] > 1.0
+
+    d = DaemonProcess(tmp_path, *common)
+    human = listen("--endpoint", d.events, "--count", "7", "--timeout", "20")
+    out, err = human.communicate(timeout=60)
+    assert human.returncode == 0, err
+    assert d.wait(30) == 0
+    rows = out.splitlines()
+    assert len(rows) == 7 and "listening on" in err
+    assert "speech_start" in rows[2] and "p=" in rows[2] and "[file:t.wav #" in rows[2]
+    assert "speech_end" in rows[3] and "reason=silence" in rows[3] and "duration=" in rows[3]
+
+
+def test_listen_status_and_timeout(tmp_path):
+    d = DaemonProcess(tmp_path, "--input", "-", stdin=subprocess.PIPE)
+    try:
+        ctx = zmq.Context()
+        # the daemon is up once its control socket answers
+        from vadstream.client import request
+        for _ in range(100):
+            try:
+                request(d.control, "status", timeout_s=0.3, context=ctx)
+                break
+            except Exception:
+                pass
+        st = listen("--control-endpoint", d.control, "--status")
+        out, err = st.communicate(timeout=30)
+        assert st.returncode == 0, err
+        status = json.loads(out)
+        assert status["source"]["name"] == "stdin" and status["state"] == "quiet"
+        quiet = listen("--endpoint", d.events, "--timeout", "0.5")  # nothing but heartbeats, which are hidden
+        _, err = quiet.communicate(timeout=30)
+        assert quiet.returncode == 1 and "nothing received for 0.5 s" in err
+        ctx.destroy(linger=0)
+    finally:
+        d.proc.stdin.close()
+        d.wait(10)
+    nobody = listen("--control-endpoint", f"ipc://{tmp_path}/nobody", "--status")
+    _, err = nobody.communicate(timeout=30)
+    assert nobody.returncode == 1 and "no answer from" in err
