@@ -206,8 +206,8 @@ def test_bad_files_report_one_line_each_and_the_rest_go_on(clip, model, tmp_path
     errors = proc.stderr.strip().splitlines()
     assert len(errors) == 5, proc.stderr  # four bad ones (the directory included) + summary
     assert errors[0] == f"vadstream file: {missing}: no such file"
-    assert errors[1] == f"vadstream file: {text}: not a readable audio file (Format not recognised)"
-    assert errors[2].startswith(f"vadstream file: {truncated}: not a readable audio file (")
+    assert errors[1] == f"vadstream file: {text}: not a supported audio file (Format not recognised.)"
+    assert errors[2].startswith(f"vadstream file: {truncated}: not a supported audio file (")
     assert errors[3] == f"vadstream file: {tmp_path}: is a directory, not an audio file"
     assert errors[-1] == "vadstream file: 4 of 5 file(s) failed"
     rows = proc.stdout.splitlines()
@@ -225,7 +225,8 @@ def test_wav_works_without_soundfile_and_other_formats_say_what_to_install(clip,
     assert cli.main(["file", str(path), str(flac), "--model", model]) == 1
     out, err = capsys.readouterr()
     assert as_tuples(json.loads(out)) == direct_segments(path, model)
-    assert f"{flac}: reading .flac files needs the soundfile package" in err
+    assert err.splitlines()[0].startswith(f"vadstream file: {flac}: ")
+    assert "install soundfile for other formats" in err.splitlines()[0]
 
 
 def test_float_and_24_bit_wav(clip, model, tmp_path):

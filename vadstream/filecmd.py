@@ -1,18 +1,19 @@
 """``vadstream file``: speech segments (or probabilities, or a picture) for audio files.
 
-Runs the daemon's pipeline (``Vad`` + ``Detector`` with the same settings) on each file: WAV is
-read with the standard library; FLAC, OGG and other formats need the ``soundfile`` package. Any
-sample rate is resampled to 16 kHz and any channel count is averaged to mono. The end of a file
-closes an open segment with reason ``end_of_input``, as the daemon does at the end of its input.
+Runs the daemon's pipeline (its file source, ``Vad`` + ``Detector`` with the same settings) on
+each file: PCM WAV is read with the standard library; FLAC, OGG and other formats need the
+``soundfile`` package. Any sample rate is resampled to 16 kHz and channels are averaged to mono.
+The end of a file closes an open segment with reason ``end_of_input``, as the daemon does at the
+end of its input.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
-import wave
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
@@ -22,184 +23,79 @@ from vadstream.detector import DetectorConfig, EndReason
 from vadstream.segments import EXTENSIONS, FORMATS, FileResult, Writer, segments_from_events
 
 SAMPLE_RATE_HZ = 16000
-BLOCK_S = 1.0  # audio read and processed per step
 PROGRESS_AFTER_S = 1.0  # a batch shorter than this never shows a progress bar
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading audio: the daemon's own file source (vadstream.sources.FileSource), unpaced
 
 
 class AudioFileError(Exception):
     """A file cannot be read as audio; the message is one line meant for the user."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading audio
+@dataclasses.dataclass
+class AudioFile:
+    """An open audio file delivering 16 kHz mono float32 blocks, as the daemon's input does."""
 
+    path: str
+    source_rate_hz: int
+    source_channels: int
+    duration_samples: int  # at 16 kHz, estimated from the header
+    _source: object
 
-class AudioReader:
-    """Streams an audio file as float32 blocks of shape (frames, channels).
-
-    Attributes: ``sample_rate_hz``, ``channels``, ``frames`` (total, per channel).
-    """
-
-    sample_rate_hz: int
-    channels: int
-    frames: int
-
-    def blocks(self, frames: int) -> Iterator[np.ndarray]:
-        raise NotImplementedError
+    def blocks(self) -> Iterator[np.ndarray]:
+        """The audio, downmixed and resampled exactly as ``vadstream run --input FILE`` does."""
+        src = self._source
+        while not src.finished:
+            block = src.read(0.0)
+            for status in src.poll_status():
+                if status.kind == "error":
+                    raise AudioFileError(_strip_path(status.message, self.path))
+            if block is not None:
+                yield block.samples
 
     def close(self) -> None:
-        pass
+        self._source.close()
 
-    def __enter__(self) -> "AudioReader":
+    def __enter__(self) -> "AudioFile":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-class WaveReader(AudioReader):
-    """Integer PCM WAV (8, 16, 24, 32 bit) through the standard library ``wave`` module."""
-
-    def __init__(self, path: str | os.PathLike[str]):
-        self._wav = wave.open(str(path), "rb")
-        self.sample_rate_hz = self._wav.getframerate()
-        self.channels = self._wav.getnchannels()
-        self.frames = self._wav.getnframes()
-        self._width = self._wav.getsampwidth()
-        if self._width not in (1, 2, 3, 4):
-            self._wav.close()
-            raise wave.Error(f"unsupported sample width {self._width} bytes")
-
-    def _decode(self, raw: bytes) -> np.ndarray:
-        w = self._width
-        if w == 1:  # unsigned 8 bit
-            x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-        elif w == 2:
-            x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-        elif w == 3:
-            b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-            v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-            v = np.where(v >= 1 << 23, v - (1 << 24), v)
-            x = v.astype(np.float32) / float(1 << 23)
-        else:
-            x = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
-        return x.reshape(-1, self.channels)
-
-    def blocks(self, frames: int) -> Iterator[np.ndarray]:
-        while True:
-            raw = self._wav.readframes(frames)
-            if not raw:
-                return
-            yield self._decode(raw[: len(raw) - len(raw) % (self._width * self.channels)])
-
-    def close(self) -> None:
-        self._wav.close()
+def _strip_path(message: str, path: str) -> str:
+    """The source's one-line message without the path it repeats (it is printed in front)."""
+    for prefix in (f"cannot read {path}: ", f"read error in {path}: "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    return message.replace(f"Error opening {path!r}: ", "")
 
 
-class SoundfileReader(AudioReader):
-    """Anything libsndfile reads (FLAC, OGG/Vorbis, float WAV, AIFF, ...) through ``soundfile``."""
+def open_audio(path: str | os.PathLike[str], block_ms: float = 1000.0) -> AudioFile:
+    """Open ``path`` with the daemon's file reader (PCM WAV via ``wave``, else ``soundfile``).
 
-    def __init__(self, path: str | os.PathLike[str]):
-        import soundfile
+    Raises :class:`AudioFileError` with a one-line reason (missing file, not audio, soundfile
+    needed for this format).
+    """
+    from vadstream.sources import FileSource, SourceError, SourceSpec
 
-        try:
-            self._file = soundfile.SoundFile(str(path))
-        except (RuntimeError, soundfile.LibsndfileError) as exc:
-            detail = _short(exc)
-            if detail.startswith("Error opening") and "': " in detail:
-                detail = detail.split("': ", 1)[1]  # drop the repeated path
-            raise AudioFileError(f"not a readable audio file ({detail.rstrip('.')})") from exc
-        self.sample_rate_hz = self._file.samplerate
-        self.channels = self._file.channels
-        self.frames = self._file.frames
-
-    def blocks(self, frames: int) -> Iterator[np.ndarray]:
-        while True:
-            block = self._file.read(frames, dtype="float32", always_2d=True)
-            if block.shape[0] == 0:
-                return
-            yield block
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def _soundfile_available() -> bool:
-    try:
-        import soundfile  # noqa: F401
-    except (ImportError, OSError):  # OSError: the Python package is there but libsndfile is not
-        return False
-    return True
-
-
-def open_audio(path: str | os.PathLike[str]) -> AudioReader:
-    """A reader for ``path``: stdlib ``wave`` for integer PCM WAV, else ``soundfile``."""
-    path = Path(path)
-    if not path.exists():
+    path = str(path)
+    if not os.path.exists(path):
         raise AudioFileError("no such file")
-    if path.is_dir():
+    if os.path.isdir(path):
         raise AudioFileError("is a directory, not an audio file")
-    wave_problem = None
-    if path.suffix.lower() in (".wav", ".wave", ""):
-        try:
-            return WaveReader(path)
-        except (wave.Error, EOFError) as exc:
-            wave_problem = _short(exc) or "truncated header"
-        except OSError as exc:
-            raise AudioFileError(_short(exc)) from exc
-    if not _soundfile_available():
-        if wave_problem:
-            raise AudioFileError(f"not a PCM WAV file the standard library can read ({wave_problem}); "
-                                 "other formats need the soundfile package: pip install soundfile")
-        raise AudioFileError(f"reading {path.suffix or 'this'} files needs the soundfile package "
-                             "(pip install soundfile); without it only PCM WAV is supported")
-    return SoundfileReader(path)
-
-
-def make_resampler(rate_in_hz: int) -> Callable[[np.ndarray, bool], np.ndarray] | None:
-    """A streaming ``(mono_block, final) -> 16 kHz block`` function, or None at 16 kHz."""
-    if rate_in_hz == SAMPLE_RATE_HZ:
-        return None
     try:
-        from vadstream.resample import Resampler
-    except ImportError as exc:
-        raise AudioFileError(f"{rate_in_hz} Hz audio needs resampling to {SAMPLE_RATE_HZ} Hz "
-                             "and vadstream.resample is not available") from exc
-    resampler = Resampler(rate_in_hz, SAMPLE_RATE_HZ)
-
-    def step(block: np.ndarray, final: bool) -> np.ndarray:
-        out = resampler.process(block)
-        if final:
-            out = np.concatenate([out, resampler.flush()])
-        return out
-
-    return step
-
-
-def read_16k_blocks(reader: AudioReader, block_s: float = BLOCK_S,
-                    on_frames: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
-    """Mono float32 16 kHz blocks of a file, downmixed (channel mean) and resampled."""
-    resample = make_resampler(reader.sample_rate_hz)
-    frames = max(1, int(block_s * reader.sample_rate_hz))
-    pending = None
-    for block in reader.blocks(frames):
-        mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-        if on_frames:
-            on_frames(block.shape[0])
-        if resample is None:
-            yield np.ascontiguousarray(mono, dtype=np.float32)
-            continue
-        # Hold one block back so the last one can be resampled with the flush.
-        if pending is not None:
-            yield resample(pending, False)
-        pending = mono
-    if resample is not None:
-        yield resample(pending if pending is not None else np.zeros(0, np.float32), True)
+        src = FileSource(SourceSpec(input=path, realtime=False, block_ms=block_ms))
+    except SourceError as exc:
+        raise AudioFileError(_strip_path(str(exc), path)) from None
+    src.start()
+    opened = {s.kind: s for s in src.poll_status()}.get("opened")
+    details = opened.details if opened else {}
+    rate = int(details.get("rate_hz", SAMPLE_RATE_HZ))
+    duration = int(round(float(details.get("duration_s", 0.0)) * SAMPLE_RATE_HZ))
+    return AudioFile(path, rate, int(details.get("channels", 1)), duration, src)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,37 +115,25 @@ def analyse(path: str | os.PathLike[str], vad, config: DetectorConfig, keep_audi
     vad.reset()
     events, probs, audio = [], [], []
     n_samples = 0
-    with open_audio(path) as reader:
-        if reader.channels < 1:
-            raise AudioFileError("file has no audio channels")
-        total = max(reader.frames, 1)
-        done = 0
-
-        def on_frames(n: int) -> None:
-            nonlocal done
-            done += n
-            if on_progress:
-                on_progress(min(done / total, 1.0))
-
-        try:
-            for block in read_16k_blocks(reader, on_frames=on_frames):
-                n_samples += block.size
-                if keep_audio:
-                    audio.append(block)
-                p = vad.process(block)
-                probs.append(p)
-                events.extend(detector.process(p))
-        except (RuntimeError, wave.Error, EOFError) as exc:
-            raise AudioFileError(f"error while decoding: {_short(exc)}") from exc
+    with open_audio(path) as f:
+        for block in f.blocks():
+            n_samples += block.size
+            if on_progress and f.duration_samples:
+                on_progress(min(n_samples / f.duration_samples, 1.0))
+            if keep_audio:
+                audio.append(block)
+            p = vad.process(block)
+            probs.append(p)
+            events.extend(detector.process(p))
         p = vad.flush()
         probs.append(p)
         events.extend(detector.process(p))
         events.extend(detector.flush(EndReason.END_OF_INPUT))
         result = FileResult(str(path), segments_from_events(events, SAMPLE_RATE_HZ), n_samples,
                             probs=np.concatenate(probs).astype(np.float32), hop_samples=vad.hop_samples,
-                            source_rate_hz=reader.sample_rate_hz, source_channels=reader.channels)
-    samples = np.concatenate(audio) if keep_audio and audio else (np.zeros(0, np.float32) if keep_audio else None)
-    return result, samples
+                            source_rate_hz=f.source_rate_hz, source_channels=f.source_channels)
+    samples = np.concatenate(audio) if audio else np.zeros(0, np.float32)
+    return result, (samples if keep_audio else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,6 +316,11 @@ def main(args: argparse.Namespace) -> int:
                     png = plot_dir / (Path(path).stem + ".png") if plot_dir else Path(args.plot)
                     plot_result(png, result, audio, config, labels=labels, features=args.plot_features,
                                 feature_config=vad.spec.features)
+            except BrokenPipeError:
+                # The reader went away (``| head``): stop quietly, and keep Python's exit-time
+                # flush of stdout from complaining.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 1
             except (AudioFileError, OSError, ValueError) as exc:
                 progress.clear()
                 failed += 1

@@ -96,7 +96,7 @@ def level_dbfs(samples: np.ndarray) -> float:
 def file_updates(path: str, vad, config, realtime: bool = True, speed: float = 1.0) -> Iterator[Update]:
     """Run Vad + Detector over an audio file, paced like a live input when ``realtime``."""
     from vadstream.detector import Detector, EndReason, SpeechEnd, SpeechStart
-    from vadstream.filecmd import open_audio, read_16k_blocks
+    from vadstream.filecmd import open_audio
 
     detector = Detector(vad.hop_samples, config, sample_rate_hz=SAMPLE_RATE_HZ)
     vad.reset()
@@ -122,8 +122,8 @@ def file_updates(path: str, vad, config, realtime: bool = True, speed: float = 1
             yield StateChange(state.value, hops * hop_s)
 
     block = int(SAMPLE_RATE_HZ * BLOCK_MS / 1000)
-    with open_audio(path) as reader:
-        for chunk in read_16k_blocks(reader, block_s=0.5):
+    with open_audio(path, block_ms=BLOCK_MS) as f:
+        for chunk in f.blocks():
             for i in range(0, chunk.size, block):
                 piece = chunk[i: i + block]
                 if realtime:
