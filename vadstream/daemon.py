@@ -193,6 +193,9 @@ class Daemon:
         self._rebase_pending = False
 
     def process_block(self, block) -> None:
+        """Feed one AudioBlock, keeping the stream timeline (fill short holes, restart after long ones)."""
+        from vadstream.vad import to_float32
+
         samples = np.asarray(block.samples)
         if samples.ndim != 1:
             samples = samples.reshape(-1)
@@ -209,7 +212,7 @@ class Daemon:
             start = self._fed
         self._anchor = (int(block.start_sample), int(block.wall_time_ns))
         if samples.size:
-            x = samples.astype(np.float32, copy=False)
+            x = to_float32(samples)  # float32 passes through; int16 is scaled; anything else raises
             if not np.isfinite(x).all():
                 self._error(f"block at sample {start} has non-finite samples; replaced by 0")
                 x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
