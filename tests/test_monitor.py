@@ -198,3 +198,28 @@ def test_state_model_and_plain_status_line():
     assert PlainView.status_line(s) == "00:00.30 state=quiet p=0.20 level=- segments=1 speech=0.1s"
     assert level_dbfs(np.full(160, 0.5, np.float32)) == pytest.approx(-6.02, abs=0.01)
     assert level_dbfs(np.zeros(160, np.float32)) == -70.0
+
+
+@pytest.mark.audio
+def test_microphone_through_a_private_pulseaudio_server(clip, model, tmp_path):
+    from pulse import PulseServer, pulse_missing
+
+    if pulse_missing():
+        pytest.skip(pulse_missing())
+    with PulseServer(tmp_path / "pulse", rate_hz=48000) as server:
+        proc = subprocess.Popen(monitor_cmd("--device", "pulse", "--model", model, "--interval-s", "0.5"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server.env())
+        try:
+            time.sleep(3.0)  # PortAudio's first pulse stream takes a moment
+            assert proc.poll() is None, proc.communicate()[1]
+            server.play_and_wait(clip)
+            time.sleep(1.0)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert any("opened:" in line for line in lines), out
+    assert sum(" speech_start at " in line for line in lines) >= 1, out
+    assert any(re.search(r"level=-[1-4]\d\.\d+dBFS", line) for line in lines), out  # speech level seen
+    assert re.search(r"done: [1-9]\d* segment\(s\)", lines[-1]), out

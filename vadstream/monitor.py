@@ -93,10 +93,44 @@ def level_dbfs(samples: np.ndarray) -> float:
 # Sources
 
 
-def file_updates(path: str, vad, config, realtime: bool = True, speed: float = 1.0) -> Iterator[Update]:
-    """Run Vad + Detector over an audio file, paced like a live input when ``realtime``."""
-    from vadstream.detector import Detector, EndReason, SpeechEnd, SpeechStart
+def file_chunks(path: str, realtime: bool = True, speed: float = 1.0) -> Iterator[np.ndarray]:
+    """A file as 16 kHz mono blocks of ``BLOCK_MS``, paced like a live input when ``realtime``."""
     from vadstream.filecmd import open_audio
+
+    block = int(SAMPLE_RATE_HZ * BLOCK_MS / 1000)
+    fed = 0
+    started = time.monotonic()
+    with open_audio(path, block_ms=BLOCK_MS) as f:
+        for chunk in f.blocks():
+            for i in range(0, chunk.size, block):
+                piece = chunk[i: i + block]
+                if realtime:
+                    delay = started + fed / (SAMPLE_RATE_HZ * speed) - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                fed += piece.size
+                yield piece
+
+
+def microphone_chunks(device: str | int | None) -> Iterator[np.ndarray | Update]:
+    """Live blocks from an input device (the daemon's capture source); its status changes as notes."""
+    from vadstream.sources import SourceSpec, open_source
+
+    src = open_source(SourceSpec(input=None, device=device, block_ms=BLOCK_MS))
+    try:
+        src.start()
+        while True:
+            for status in src.poll_status():
+                yield Note(f"{status.kind}: {status.message}")
+            block = src.read(0.1)
+            yield Tick() if block is None else block.samples
+    finally:
+        src.close()
+
+
+def pipeline_updates(chunks: Iterator[np.ndarray | Update], vad, config) -> Iterator[Update]:
+    """Run Vad + Detector over 16 kHz blocks (other items pass through); flush at the end."""
+    from vadstream.detector import Detector, EndReason, SpeechEnd, SpeechStart
 
     detector = Detector(vad.hop_samples, config, sample_rate_hz=SAMPLE_RATE_HZ)
     vad.reset()
@@ -104,7 +138,6 @@ def file_updates(path: str, vad, config, realtime: bool = True, speed: float = 1
     state = detector.state
     hops = 0
     fed = 0
-    started = time.monotonic()
 
     def convert(events, probs) -> Iterator[Update]:
         nonlocal hops, state
@@ -121,19 +154,14 @@ def file_updates(path: str, vad, config, realtime: bool = True, speed: float = 1
             state = detector.state
             yield StateChange(state.value, hops * hop_s)
 
-    block = int(SAMPLE_RATE_HZ * BLOCK_MS / 1000)
-    with open_audio(path, block_ms=BLOCK_MS) as f:
-        for chunk in f.blocks():
-            for i in range(0, chunk.size, block):
-                piece = chunk[i: i + block]
-                if realtime:
-                    delay = started + fed / (SAMPLE_RATE_HZ * speed) - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                fed += piece.size
-                yield Level(fed / SAMPLE_RATE_HZ, level_dbfs(piece))
-                probs = vad.process(piece)
-                yield from convert(detector.process(probs), probs)
+    for item in chunks:
+        if not isinstance(item, np.ndarray):
+            yield item
+            continue
+        fed += item.size
+        yield Level(fed / SAMPLE_RATE_HZ, level_dbfs(item))
+        probs = vad.process(item)
+        yield from convert(detector.process(probs), probs)
     probs = vad.flush()
     events = detector.process(probs) + detector.flush(EndReason.END_OF_INPUT)
     yield from convert(events, probs)
@@ -373,8 +401,11 @@ class TtyView:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from vadstream.filecmd import add_detector_arguments
 
-    parser.add_argument("--input", metavar="FILE",
-                        help="run the pipeline on this audio file instead of subscribing to a daemon")
+    parser.add_argument("--input", metavar="SRC",
+                        help="run the pipeline here on an audio file, or on 'microphone', instead of "
+                             "subscribing to a daemon")
+    parser.add_argument("--device", metavar="DEV",
+                        help="input device index or name substring (implies --input microphone)")
     parser.add_argument("--endpoint", metavar="EP",
                         help="daemon events endpoint (default: the daemon's, from its config file)")
     parser.add_argument("--no-realtime", dest="realtime", action="store_false",
@@ -393,6 +424,7 @@ def _error(message: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from vadstream.filecmd import AudioFileError, load_settings
+    from vadstream.sources import SourceError
 
     try:
         config, model_path = load_settings(args)
@@ -402,7 +434,8 @@ def main(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         _error(f"--speed must be > 0, got {args.speed}")
         return 2
-    if args.input:
+    source = args.input or ("microphone" if args.device is not None else None)
+    if source:
         from vadstream.model import ModelError
         from vadstream.vad import Vad
 
@@ -411,8 +444,14 @@ def main(args: argparse.Namespace) -> int:
         except ModelError as exc:
             _error(str(exc))
             return 2
-        updates = file_updates(args.input, vad, config, realtime=args.realtime, speed=args.speed)
-        title = f"{os.path.basename(args.input)} (file{', real time' if args.realtime else ''})"
+        if source in ("microphone", "mic"):
+            device = int(args.device) if args.device and args.device.isdigit() else args.device
+            chunks = microphone_chunks(device)
+            title = f"microphone {args.device or '(default)'}"
+        else:
+            chunks = file_chunks(source, realtime=args.realtime, speed=args.speed)
+            title = f"{os.path.basename(source)} (file{', real time' if args.realtime else ''})"
+        updates = pipeline_updates(chunks, vad, config)
     else:
         endpoint = args.endpoint
         if not endpoint:
@@ -437,15 +476,16 @@ def main(args: argparse.Namespace) -> int:
             view.update(state, u)
     except KeyboardInterrupt:
         pass
-    except (AudioFileError, OSError) as exc:
-        problem = f"{args.input or 'daemon'}: {exc}"
+    except (AudioFileError, SourceError, OSError) as exc:
+        problem = f"{source or 'daemon'}: {exc}"
     finally:
         try:
             updates.close()
         except (KeyboardInterrupt, Exception):
             pass
         try:
-            view.close(state)
+            if problem is None or state.hops or tty:  # no empty summary after a failed start
+                view.close(state)
         except BrokenPipeError:
             pass
     if problem:
