@@ -47,6 +47,10 @@ def check_stream(col: Collector, from_zero: bool = True):
     seqs = [m.seq for m in col.messages]
     first = 0 if from_zero else seqs[0]
     assert seqs == list(range(first, first + len(seqs))), f"seq not gapless: {seqs[:50]}"
+    for kind in {m.TYPE for m in col.messages}:
+        tseqs = [m.topic_seq for m in col.messages if m.TYPE == kind]
+        first = 0 if from_zero else tseqs[0]
+        assert tseqs == list(range(first, first + len(tseqs))), f"{kind} topic_seq not gapless: {tseqs[:50]}"
     assert len({m.stream_id for m in col.messages}) == 1
 
 

@@ -33,6 +33,8 @@ def test_listen_json_and_human(tmp_path):
         ("status", "started"), ("status", "opened"), ("speech_start", None), ("speech_end", None),
         ("speech_start", None), ("speech_end", None), ("status", "stopping")]
     assert [m["seq"] for m in lines] == sorted(m["seq"] for m in lines)
+    assert [m["topic_seq"] for m in lines if m["type"] == "speech_end"] == [0, 1]
+    assert "missed" not in err  # hidden heartbeats are not gaps
     assert lines[3]["reason"] == "silence" and lines[3]["duration_s"] > 1.0
 
     d = DaemonProcess(tmp_path, *common)

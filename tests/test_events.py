@@ -10,7 +10,7 @@ import pytest
 from vadstream import events
 from vadstream.events import Heartbeat, ParseError, Probability, SpeechEnded, SpeechStarted, Status
 
-HEADER = dict(seq=7, stream_id="abc123", source="test.wav", wall_time_ns=1_700_000_000_123_456_789)
+HEADER = dict(seq=7, topic_seq=3, stream_id="abc123", source="test.wav", wall_time_ns=1_700_000_000_123_456_789)
 
 EXAMPLES = [
     SpeechStarted(sample_index=16000, probability=0.91, decided_sample=17600, **HEADER),
@@ -39,7 +39,7 @@ def test_round_trip_and_schema(event, validator):
     data = json.loads(frames[1])
     validator.validate(data)
     assert data["schema_version"] == 1 and data["type"] == event.TYPE
-    assert data["seq"] == 7 and data["stream_id"] == "abc123" and data["source"] == "test.wav"
+    assert data["seq"] == 7 and data["topic_seq"] == 3 and data["stream_id"] == "abc123" and data["source"] == "test.wav"
     assert data["time_s"] == event.sample_index / 16000
     assert events.parse(frames) == event
     assert type(event).from_message(frames) == event

@@ -11,9 +11,9 @@
     print(request("ipc:///run/user/1000/vadstream/control", {"cmd": "status"}))
 
 Each message is parsed (and validated against the JSON schema when ``jsonschema`` is installed);
-invalid ones are skipped and reported to ``on_invalid``. ``seq`` gaps (messages this subscriber
-missed) are reported to ``on_gap`` and kept in ``gaps``; a new ``stream_id`` means the daemon
-restarted, which is not a gap.
+invalid ones are skipped and reported to ``on_invalid``. Gaps in a topic's ``topic_seq``
+(messages of a subscribed topic this subscriber missed) are reported to ``on_gap`` and kept in
+``gaps``; a new ``stream_id`` means the daemon restarted, which is not a gap.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from vadstream.events import Message, ParseError
 
 @dataclasses.dataclass(frozen=True)
 class Gap:
-    """Messages ``expected_seq .. got_seq - 1`` of ``stream_id`` never arrived here."""
+    """Messages ``expected_seq .. got_seq - 1`` (``topic_seq``) of ``topic`` in ``stream_id`` never arrived."""
 
     stream_id: str
+    topic: str
     expected_seq: int
     got_seq: int
 
@@ -62,7 +63,7 @@ class Subscriber:
         self.on_gap = on_gap
         self.on_invalid = on_invalid
         self._validator = _validator() if validate else None
-        self._next_seq: dict[str, int] = {}
+        self._next_seq: dict[tuple[str, str], int] = {}  # (stream_id, topic) -> next topic_seq
         self._stream_id: str | None = None
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
@@ -96,13 +97,14 @@ class Subscriber:
             if self.on_invalid:
                 self.on_invalid(str(exc))
             return None
-        expected = self._next_seq.get(message.stream_id)
-        if expected is not None and message.seq != expected:
-            gap = Gap(message.stream_id, expected, message.seq)
+        key = (message.stream_id, message.topic)
+        expected = self._next_seq.get(key)
+        if expected is not None and message.topic_seq != expected:
+            gap = Gap(message.stream_id, message.topic, expected, message.topic_seq)
             self.gaps.append(gap)
             if self.on_gap:
                 self.on_gap(gap)
-        self._next_seq[message.stream_id] = message.seq + 1
+        self._next_seq[key] = message.topic_seq + 1
         self._stream_id = message.stream_id
         return message
 

@@ -5,7 +5,9 @@ carries the common header::
 
     schema_version  1
     type            speech_start | speech_end | status | heartbeat | prob
-    seq             0, 1, 2, ... per daemon run, without gaps (a gap = messages you missed)
+    seq             0, 1, 2, ... over all topics per daemon run, without gaps
+    topic_seq       0, 1, 2, ... per topic per daemon run, without gaps (a subscriber to some
+                    topics only detects what it missed with this one)
     stream_id       unique per daemon run (a new id = the daemon restarted; seq starts again)
     source          name of the audio source
     sample_index    position in the stream, in samples at 16 kHz
@@ -36,13 +38,14 @@ class ParseError(ValueError):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Message:
-    """Common header; ``seq``, ``stream_id`` and ``source`` are stamped by the publisher."""
+    """Common header; ``seq``, ``topic_seq``, ``stream_id`` and ``source`` are stamped by the publisher."""
 
     TYPE: ClassVar[str] = ""
 
     sample_index: int
     wall_time_ns: int
     seq: int = 0
+    topic_seq: int = 0
     stream_id: str = ""
     source: str = ""
 

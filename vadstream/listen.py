@@ -82,7 +82,8 @@ def main(args) -> int:
         return 0
 
     def on_gap(gap) -> None:
-        print(f"vadstream listen: missed {gap.missing} message(s) (seq {gap.expected_seq}..{gap.got_seq - 1})",
+        print(f"vadstream listen: missed {gap.missing} {gap.topic} message(s) "
+              f"(topic_seq {gap.expected_seq}..{gap.got_seq - 1})",
               file=sys.stderr, flush=True)
 
     def on_invalid(text: str) -> None:

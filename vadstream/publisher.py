@@ -68,6 +68,7 @@ class Publisher:
         self.source = source
         self.stream_id = stream_id or new_stream_id()
         self.seq = 0  # seq of the next message
+        self._topic_seq: dict[str, int] = {}  # type -> topic_seq of its next message
         self.dropped = 0  # times a subscriber's queue was full (drop episodes)
         self.subscriptions = 0
         self._ctx = context or zmq.Context.instance()
@@ -86,8 +87,11 @@ class Publisher:
 
     def publish(self, message: Message) -> Message:
         """Stamp and send ``message`` without blocking; returns the stamped message."""
-        message = dataclasses.replace(message, seq=self.seq, stream_id=self.stream_id, source=self.source)
+        topic_seq = self._topic_seq.get(message.TYPE, 0)
+        message = dataclasses.replace(message, seq=self.seq, topic_seq=topic_seq, stream_id=self.stream_id,
+                                      source=self.source)
         self.seq += 1
+        self._topic_seq[message.TYPE] = topic_seq + 1
         frames = message.to_message()
         try:
             self._sock.send_multipart(frames, zmq.NOBLOCK)
