@@ -140,41 +140,70 @@ def test_ctrl_c_exits_cleanly(clip, model):
     assert "\x1b[?25h" in out and re.search(r"\d+ segment\(s\), [\d.]+s of speech in [\d.]+s", out)
 
 
+class FakeDaemon:
+    """An XPUB socket stamping messages like the daemon's publisher, with seq jumps on demand."""
+
+    def __init__(self, endpoint: str):
+        import zmq
+
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.XPUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(endpoint)
+        self.seq = 0
+        self.topic_seq: dict[str, int] = {}
+
+    def wait_subscriber(self, timeout_s: float = 30.0) -> None:
+        assert self.sock.poll(int(timeout_s * 1000)), "monitor never subscribed"
+        assert self.sock.recv()[:1] == b"\x01"
+
+    def publish(self, message, skip: int = 0) -> None:
+        import dataclasses
+
+        self.seq += skip
+        n = self.topic_seq.get(message.TYPE, 0) + skip
+        stamp = dict(seq=self.seq, stream_id="teststream", source="test")
+        if "topic_seq" in {f.name for f in dataclasses.fields(message)}:
+            stamp["topic_seq"] = n
+        self.sock.send_multipart(dataclasses.replace(message, **stamp).to_message())
+        self.seq += 1
+        self.topic_seq[message.TYPE] = n + 1
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+
 def test_daemon_events_become_lines(tmp_path):
     from vadstream import events as ev
-    from vadstream.publisher import Publisher
 
     endpoint = f"ipc://{tmp_path}/events"
-    pub = Publisher(endpoint, source="test")
+    daemon = FakeDaemon(endpoint)
     proc = subprocess.Popen(monitor_cmd("--endpoint", endpoint, "--interval-s", "0.5"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while pub.subscriptions == 0 and time.monotonic() < deadline:
-            pub.poll()
-            time.sleep(0.05)
-        assert pub.subscriptions > 0, "monitor never subscribed"
+        daemon.wait_subscriber()
+        time.sleep(0.2)
         wall = time.time_ns()
+        beat = dict(wall_time_ns=wall, state="quiet", uptime_s=1.0, published=60, dropped=0, overflows=0)
+        daemon.publish(ev.Heartbeat(sample_index=0, **beat))
         for k in range(50):  # 1 s of hops, speech from 0.2 s to 0.7 s
-            t = k * 320
             p = 0.9 if 10 <= k < 35 else 0.05
-            pub.publish(ev.Probability(sample_index=t, wall_time_ns=wall, probability=p, hop_samples=320))
+            daemon.publish(ev.Probability(sample_index=k * 320, wall_time_ns=wall, probability=p, hop_samples=320))
             if k == 13:
-                pub.publish(ev.SpeechStarted(sample_index=2720, wall_time_ns=wall, probability=0.9,
-                                             decided_sample=4160))
+                daemon.publish(ev.SpeechStarted(sample_index=2720, wall_time_ns=wall, probability=0.9,
+                                                decided_sample=4160))
             if k == 45:
-                pub.publish(ev.SpeechEnded(sample_index=11680, wall_time_ns=wall, probability=0.05,
-                                           decided_sample=14720, start_sample=2720, reason="silence"))
-        pub.publish(ev.Status(sample_index=16000, wall_time_ns=wall, kind="lost", message="device unplugged",
-                              state="lost"))
-        pub.seq += 3  # three messages this subscriber never sees
-        pub.publish(ev.Heartbeat(sample_index=16000, wall_time_ns=wall, state="quiet", uptime_s=1.0,
-                                 published=60, dropped=0, overflows=0))
+                daemon.publish(ev.SpeechEnded(sample_index=11680, wall_time_ns=wall, probability=0.05,
+                                              decided_sample=14720, start_sample=2720, reason="silence"))
+        daemon.publish(ev.Status(sample_index=16000, wall_time_ns=wall, kind="lost", message="device unplugged",
+                                 state="lost"))
+        daemon.publish(ev.Heartbeat(sample_index=16000, **beat), skip=3)  # three this subscriber never sees
         time.sleep(1.0)
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)
-        pub.close(0)
+        daemon.close()
     assert proc.returncode == 0, err
     lines = out.splitlines()
     assert "00:00.26 speech_start at 0.170s p=0.90" in lines
