@@ -466,6 +466,9 @@ def main(args) -> int:
         return 1
     try:
         return daemon.run()
+    except SourceError as exc:  # e.g. the microphone cannot be opened at start
+        log.error("%s", exc)
+        return 1
     except Exception as exc:  # noqa: BLE001 - one clear line, details at debug level
         log.error("internal error: %s: %s", type(exc).__name__, exc)
         log.debug("traceback", exc_info=True)
