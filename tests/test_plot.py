@@ -97,13 +97,17 @@ def test_file_command_plot_with_labels(tmp_path, shipped_model):
     wav = write_wav(tmp_path / "bursts.wav", burst_signal())
     labels = tmp_path / "ref.csv"
     labels.write_text("1.0,2.5\n3.5,5.0\n")
-    png = tmp_path / "out" / "bursts.png"
+    png = tmp_path / "bursts.png"
     proc = subprocess.run([sys.executable, "-m", "vadstream", "file", str(wav), "--plot", str(png),
                            "--labels", str(labels), "--model", str(shipped_model)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert png_size(png) == (plot.WIDTH_PX, plot.HEIGHT_PX)
     assert colour_pixels(png, plot.REFERENCE_COLOUR) > 2000
+    proc = subprocess.run([sys.executable, "-m", "vadstream", "file", str(wav), "--plot", str(tmp_path / "no" / "p.png"),
+                           "--model", str(shipped_model)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.splitlines()[0] == \
+        f"vadstream file: {wav}: No such file or directory: {tmp_path / 'no' / 'p.png'}"
     # Several files: --plot is a directory of PNGs named after the inputs.
     wav2 = write_wav(tmp_path / "second.wav", burst_signal(3.0))
     proc = subprocess.run([sys.executable, "-m", "vadstream", "file", str(wav), str(wav2), "--plot",

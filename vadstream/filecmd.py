@@ -282,19 +282,22 @@ def main(args: argparse.Namespace) -> int:
         return 2
 
     out_dir = Path(args.output) if args.output and Path(args.output).is_dir() else None
-    plot_dir = None
-    if args.plot and (len(args.paths) > 1 or Path(args.plot).is_dir()):
-        plot_dir = Path(args.plot)
-        plot_dir.mkdir(parents=True, exist_ok=True)
-    stream = None
-    if args.output and out_dir is None:
-        stream = open(args.output, "w", encoding="utf-8", newline="")
-    elif out_dir is None:
-        stream = sys.stdout
-    writer = Writer(stream, args.format, args.probs) if stream is not None else None
-    if writer and args.format == "audacity" and len(args.paths) > 1:
+    if out_dir is None and args.format == "audacity" and len(args.paths) > 1:
         _error("an Audacity label track holds one file: use -o DIR to write one track per file")
         return 2
+    plot_dir = Path(args.plot) if args.plot and (len(args.paths) > 1 or Path(args.plot).is_dir()) else None
+    try:
+        if plot_dir is not None:
+            plot_dir.mkdir(parents=True, exist_ok=True)
+        stream = None
+        if args.output and out_dir is None:
+            stream = open(args.output, "w", encoding="utf-8", newline="")
+        elif out_dir is None:
+            stream = sys.stdout
+    except OSError as exc:
+        _error(f"{exc.filename}: {exc.strerror}")
+        return 2
+    writer = Writer(stream, args.format, args.probs) if stream is not None else None
 
     progress = Progress(sys.stderr, len(args.paths), enabled=args.progress)
     failed = 0
@@ -324,7 +327,9 @@ def main(args: argparse.Namespace) -> int:
             except (AudioFileError, OSError, ValueError) as exc:
                 progress.clear()
                 failed += 1
-                _error(f"{path}: {exc}" if not isinstance(exc, OSError) else f"{path}: {_short(exc)}")
+                if isinstance(exc, OSError) and exc.strerror:
+                    exc = f"{exc.strerror}: {exc.filename}" if exc.filename and exc.filename != path else exc.strerror
+                _error(f"{path}: {exc}")
     finally:
         progress.clear()
         if stream is not None and stream is not sys.stdout:

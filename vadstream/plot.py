@@ -178,7 +178,5 @@ def plot_result(path: str | os.PathLike[str], result: FileResult, samples: np.nd
                bbox_to_anchor=(0.985, 0.985))
 
     out = Path(path)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI, format="png")
     return out
