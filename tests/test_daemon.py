@@ -237,6 +237,24 @@ def test_slow_subscriber_does_not_stall_processing(track, tmp_path, ctx):
     slow.close(0)
 
 
+def test_a_second_daemon_on_the_same_endpoint_is_refused(tmp_path, ctx):
+    first = DaemonProcess(tmp_path, "--input", "-", stdin=subprocess.PIPE)
+    try:
+        for _ in range(100):  # up once its control socket answers
+            try:
+                request(first.control, "status", timeout_s=0.3, context=ctx)
+                break
+            except ControlError:
+                pass
+        second = DaemonProcess(tmp_path, "--input", "-", stdin=subprocess.PIPE)
+        assert second.wait(30) == 1
+        assert f"another vadstream (pid {first.proc.pid}) is already publishing" in second.stderr()
+        assert first.proc.poll() is None
+    finally:
+        first.proc.stdin.close()
+        assert first.wait(10) == 0
+
+
 @pytest.mark.parametrize("args, rc, words", [
     (["--onset", "1.5"], 2, "detector.onset_threshold = 1.5 is out of range: allowed 0.0 to 1.0"),
     (["--config", "/nonexistent/vadstream.toml"], 2, "config file not found: /nonexistent/vadstream.toml"),

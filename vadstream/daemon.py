@@ -111,6 +111,11 @@ class Daemon:
                                              samplerate_hz=i.samplerate_hz))
         self.events_endpoint, self.control_endpoint = cfg.endpoints()
         p = cfg.publisher
+        try:
+            self._refuse_if_running()
+        except OSError:
+            self.source.close()
+            raise
         self.control = None
         try:
             self.publisher = Publisher(self.events_endpoint, source=self.source.name, sndhwm=p.sndhwm,
@@ -139,6 +144,20 @@ class Daemon:
         self._errors = 0
         self._source_failed = False
         self._last_error_log = 0.0
+
+    def _refuse_if_running(self) -> None:
+        """ZeroMQ would silently take over an ipc socket file another daemon still serves: refuse."""
+        from vadstream.client import ControlError, request
+
+        ep = self.events_endpoint
+        if not ep.startswith("ipc://") or not os.path.exists(ep[len("ipc://"):]) or not self.control_endpoint:
+            return
+        try:
+            other = request(self.control_endpoint, "status", timeout_s=0.3)["status"]
+        except (ControlError, ValueError, OSError):
+            return  # a stale file from a crashed run: take it over
+        raise OSError(f"another vadstream (pid {other.get('pid')}) is already publishing on {ep}; stop it or "
+                      "choose another --endpoint")
 
     # -- signals ------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
