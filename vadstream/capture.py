@@ -38,6 +38,7 @@ log = logging.getLogger("vadstream.capture")
 RETRY_INTERVAL_S = 1.0
 OVERFLOW_BURST_GAP_S = 1.0  # overflows closer than this belong to one burst (one log line)
 STARTUP_GRACE_S = 5.0  # first callback may take this long (PulseAudio's first stream: ~1.8 s)
+CLOCK_DRIFT_LEAK = 5e-4  # how fast the capture-time estimate may drift later (500 ppm)
 MAX_DOWNMIX_CHANNELS = 8  # devices reporting more (ALSA 'pulse'/'default': 32) open in stereo
 
 
@@ -144,6 +145,10 @@ class CaptureSource(Source):
         self._ovf_burst_start = (0, 0)
         self._callbacks_at_open = 0
         self._delivered = 0
+        self._last_block_wall_ns = 0
+        self._t0_est: float | None = None  # estimated wall ns of the stream's first frame
+        self._dev_frames = 0  # frames PortAudio delivered (stored or dropped)
+        self._last_cb_wall_ns = 0
 
     # -- PortAudio thread ------------------------------------------------------------------------
     def _callback(self, indata, frames, time_info, status) -> None:
@@ -152,10 +157,22 @@ class CaptureSource(Source):
             self._pa_overflows += 1
         ring = self._ring
         pos = ring._written
-        latency = time_info.currentTime - time_info.inputBufferAdcTime
-        if not 0.0 <= latency < 2.0:
-            latency = frames / self.rate_hz
-        self._anchor = (pos, now_ns - int(latency * 1e9))
+        # Capture-time estimate: the block's last frame exists by now, so the stream started at
+        # or before `implied` = now - frames_so_far/rate. The smallest such bound is the best
+        # estimate; it may rise slowly (clock drift) and is reset by a jump (> 0.5 s: audio lost
+        # upstream). PortAudio's own ADC times are not used: with ALSA's pulse plugin they are
+        # off by up to 0.5 s on a process's first stream.
+        dev_end = self._dev_frames + frames
+        implied = now_ns - dev_end * 1e9 / self.rate_hz
+        t0 = self._t0_est
+        if t0 is None or implied < t0 or implied - t0 > 5e8:
+            t0 = implied
+        else:
+            t0 += min(implied - t0, (now_ns - self._last_cb_wall_ns) * CLOCK_DRIFT_LEAK)
+        self._t0_est = t0
+        self._anchor = (pos, int(t0 + self._dev_frames * 1e9 / self.rate_hz))
+        self._dev_frames = dev_end
+        self._last_cb_wall_ns = now_ns
         ring.write(indata)
         self._callbacks += 1
         self._last_cb_ns = time.monotonic_ns()
@@ -166,10 +183,13 @@ class CaptureSource(Source):
 
     # -- opening -----------------------------------------------------------------------------------
     def _channels_for(self, dev: dict) -> int:
-        if self.spec.channel is not None:
-            return self.spec.channel + 1
+        # Open the device's own channel count (virtual devices such as ALSA's 'pulse' claim 32:
+        # stereo), even to pick one channel: opening fewer would let a sound server downmix them.
         n = int(dev["max_input_channels"])
-        return n if n <= MAX_DOWNMIX_CHANNELS else 2
+        base = n if n <= MAX_DOWNMIX_CHANNELS else 2
+        if self.spec.channel is not None:
+            return max(base, self.spec.channel + 1)
+        return base
 
     def _try_open(self, dev: dict, rate: int, channels: int):
         sd = self._sd
@@ -214,6 +234,9 @@ class CaptureSource(Source):
         self._last_cb_ns = time.monotonic_ns()
         self._callbacks_at_open = self._callbacks
         self._anchor = (0, time.time_ns())
+        self._t0_est = None
+        self._dev_frames = 0
+        self._last_cb_wall_ns = 0
         try:
             stream.start()
         except Exception as exc:
@@ -370,7 +393,10 @@ class CaptureSource(Source):
         y = self._resampler.process(to_mono(frames, self.spec.channel))
         if y.size == 0:
             return None
-        block = AudioBlock(y, self._seg_start_sample + self._seg_out, self._wall_of_output(self._seg_out))
+        # The estimate only improves (moves earlier) by fractions of a ms; keep it monotonic.
+        wall = max(self._wall_of_output(self._seg_out), self._last_block_wall_ns + 1)
+        self._last_block_wall_ns = wall
+        block = AudioBlock(y, self._seg_start_sample + self._seg_out, wall)
         self._seg_out += y.size
         self._delivered += y.size
         return block
