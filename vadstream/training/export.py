@@ -1,0 +1,88 @@
+"""Export a trained :class:`~vadstream.training.net.VadNet` to ONNX with the runtime contract,
+time it, and try int8 quantisation."""
+
+from __future__ import annotations
+
+import os
+import timeit
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from vadstream.model import INPUT_NAME, OUTPUT_NAME, ModelSpec, OnnxModel, write_spec
+
+OPSET = 17
+
+
+def export_onnx(net, spec: ModelSpec, path: str | os.PathLike[str]) -> Path:
+    """Write ``net`` (eval mode, sigmoid output) as ONNX with a dynamic batch axis and ``spec`` metadata."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = net.eval()
+    dummy = torch.zeros(1, spec.context_frames, spec.features.numcep)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices
+        torch.onnx.export(
+            net, (dummy,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=OPSET, do_constant_folding=True, dynamo=False,
+        )
+    _strip_doc_strings(path)
+    write_spec(path, spec)
+    return path
+
+
+def _strip_doc_strings(path: Path) -> None:
+    """Drop the exporter's per-node doc strings (source paths): smaller, reproducible file."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        node.doc_string = ""
+    model.producer_name = "vadstream"
+    onnx.save(model, str(path))
+
+
+def time_inference_us(path: str | os.PathLike[str], calls: int = 20000, repeats: int = 3, seed: int = 0) -> float:
+    """Best-of-``repeats`` mean µs per single-window call through :class:`OnnxModel` (one thread)."""
+    model = OnnxModel(path)
+    x = np.random.default_rng(seed).standard_normal(
+        (1, model.spec.context_frames, model.spec.features.numcep)).astype(np.float32)
+    model(x)
+    times = timeit.repeat(lambda: model(x), number=calls, repeat=repeats)
+    return 1e6 * min(times) / calls
+
+
+def quantise_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """int8 dynamic quantisation (weights int8, activations quantised per call); keeps the metadata."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from vadstream.model import ModelSpec as _Spec
+
+    spec = OnnxModel(src).spec
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    write_spec(dst, spec if isinstance(spec, _Spec) else spec)
+    return Path(dst)
+
+
+def quantise_static(src: str | os.PathLike[str], dst: str | os.PathLike[str], calibration: np.ndarray) -> Path:
+    """int8 static quantisation (QDQ) calibrated on ``calibration`` windows [n, context, numcep]."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    spec = OnnxModel(src).spec
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(calibration[i:i + 1].astype(np.float32) for i in range(len(calibration)))
+
+        def get_next(self):
+            x = next(self._it, None)
+            return None if x is None else {INPUT_NAME: x}
+
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    write_spec(dst, spec)
+    return Path(dst)

@@ -1,0 +1,283 @@
+"""Training scenes: augmented speech/noise mixtures with labels from the clean speech, and their
+MFCC features (computed with the runtime's own :func:`vadstream.features.mfcc`) cached on disk.
+
+A scene is ``scene_s`` seconds of one of:
+- speech (65 %): utterances (optionally sped up/slowed down, each at its own level) separated by
+  0.1-2.5 s pauses, optionally reverberated, mixed with 0-2 non-speech clips and/or coloured
+  noise at -5..30 dB SNR (10 % without any noise);
+- non-speech only (27 %): 1-2 non-speech clips, sometimes with coloured noise;
+- near silence (8 %): digital zeros, dither, mic self-noise, hum or DC, parts of it muted.
+Then the channel: random mic EQ, telephone band, hum/DC, level from -50 to 0 dBFS peak (some
+driven into clipping), low-bit quantisation, muted stretches of digital silence.
+Labels are per sample from :func:`vadstream.training.data.speech_mask` on the dry speech; hop
+targets are the fraction of speech samples in each 20 ms hop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from vadstream.features import FeatureConfig, mfcc
+from vadstream.training import augment as aug
+from vadstream.training.data import (
+    SAMPLE_RATE_HZ, clip_set, fit_noise, is_labelable, list_audio, load_audio, mix_at_snr, speech_mask)
+
+
+@dataclasses.dataclass
+class Corpus:
+    """Audio held in memory for scene generation."""
+
+    speech: list[np.ndarray]
+    noise: list[np.ndarray]
+    speech_names: list[str]
+    noise_names: list[str]
+
+    @property
+    def minutes(self) -> tuple[float, float]:
+        return (sum(x.size for x in self.speech) / SAMPLE_RATE_HZ / 60,
+                sum(x.size for x in self.noise) / SAMPLE_RATE_HZ / 60)
+
+
+def is_validation(path: Path, fraction: float = 0.1) -> bool:
+    """Stable per-file train/validation assignment (CRC32 of the file name)."""
+    return (zlib.crc32(path.name.encode()) % 1000) < fraction * 1000
+
+
+def corpus_paths(data_root: str | os.PathLike[str] | None, extra_speech: list[str], extra_noise: list[str],
+                 part: str, val_fraction: float = 0.1, max_files: int | None = None) -> tuple[list[Path], list[Path]]:
+    """Speech and non-speech files of the ``train`` split (+ extra folders), ``part`` 'train' or 'val'.
+
+    Validation files are carved out of the training split by file (never ``dev``)."""
+    speech: list[Path] = []
+    noise: list[Path] = []
+    if data_root:
+        speech += list_audio(Path(data_root) / "train" / "speech")
+        noise += list_audio(Path(data_root) / "train" / "nonspeech")
+    for folder in extra_speech:
+        speech += list_audio(folder)
+    for folder in extra_noise:
+        noise += list_audio(folder)
+    want_val = part == "val"
+    speech = [p for p in speech if is_validation(p, val_fraction) == want_val]
+    noise = [p for p in noise if is_validation(p, val_fraction) == want_val]
+    if max_files is not None:
+        speech = _spread(speech, max_files)
+        noise = _spread(noise, max_files)
+    return speech, noise
+
+
+def _spread(paths: list[Path], n: int) -> list[Path]:
+    """At most ``n`` files, taken evenly across the sorted list (so every set is represented)."""
+    if len(paths) <= n:
+        return paths
+    idx = np.linspace(0, len(paths) - 1, n).round().astype(int)
+    return [paths[i] for i in idx]
+
+
+def load_corpus(speech_paths: list[Path], noise_paths: list[Path]) -> Corpus:
+    """Load audio; speech clips too noisy to label by energy (:func:`is_labelable`) are skipped."""
+    speech, names = [], []
+    for p in speech_paths:
+        x = load_audio(p)
+        if is_labelable(x):
+            speech.append(x)
+            names.append(f"{clip_set(p)}/{p.name}")
+    return Corpus(speech=speech, noise=[load_audio(p) for p in noise_paths], speech_names=names,
+                  noise_names=[f"{clip_set(p)}/{p.name}" for p in noise_paths])
+
+
+def _db_to_amp(db: float) -> float:
+    return 10.0 ** (db / 20.0)
+
+
+def _noise_track(rng: np.random.Generator, corpus: Corpus, n: int, min_clips: int) -> np.ndarray:
+    """Sum of 0-2 non-speech clips (random excerpts/loops, random relative levels) and maybe coloured noise."""
+    track = np.zeros(n, dtype=np.float32)
+    n_clips = int(rng.choice([0, 1, 2], p=[0.1, 0.65, 0.25])) if min_clips == 0 else int(rng.choice([1, 2], p=[0.7, 0.3]))
+    for _ in range(n_clips if corpus.noise else 0):
+        clip = corpus.noise[int(rng.integers(len(corpus.noise)))]
+        part = fit_noise(clip, n, rng).astype(np.float64)
+        rms = math.sqrt(float(np.mean(part ** 2))) or 1.0
+        part *= _db_to_amp(rng.uniform(-10, 0)) / rms
+        if rng.random() < 0.2:  # the noise source starts or stops during the scene
+            cut = int(rng.integers(n))
+            if rng.random() < 0.5:
+                part[:cut] = 0
+            else:
+                part[cut:] = 0
+        track += part.astype(np.float32)
+    if not np.any(track) or rng.random() < 0.2:
+        track += aug.coloured_noise(rng, n, rng.choice([0.0, 1.0, 2.0])) * np.float32(_db_to_amp(rng.uniform(-15, 0)))
+    return track
+
+
+def _speech_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tuple[np.ndarray, np.ndarray]:
+    audio = np.zeros(n, dtype=np.float32)
+    labels = np.zeros(n, dtype=bool)
+    pos = int(rng.uniform(0.0, 1.5) * SAMPLE_RATE_HZ)
+    while pos < n:
+        clip = corpus.speech[int(rng.integers(len(corpus.speech)))]
+        if clip.size > 4 * SAMPLE_RATE_HZ and rng.random() < 0.5:  # a random excerpt of a long utterance
+            length = int(rng.uniform(1.0, 4.0) * SAMPLE_RATE_HZ)
+            start = int(rng.integers(0, clip.size - length))
+            clip = clip[start:start + length]
+        if rng.random() < 0.4:
+            clip = aug.change_speed(clip, float(rng.uniform(0.85, 1.2)))
+        mask = speech_mask(clip)
+        clip = clip * np.float32(_db_to_amp(rng.uniform(-8, 4)))
+        m = min(clip.size, n - pos)
+        audio[pos:pos + m] = clip[:m]
+        labels[pos:pos + m] = mask[:m]
+        pos += m + int(rng.uniform(0.1, 2.5) * SAMPLE_RATE_HZ)
+    return audio, labels
+
+
+def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented scene: (float32 audio, bool per-sample speech labels)."""
+    n = int(scene_s * SAMPLE_RATE_HZ)
+    kind = rng.choice(["speech", "nonspeech", "silence"], p=[0.65, 0.27, 0.08])
+    labels = np.zeros(n, dtype=bool)
+    if kind == "speech" and corpus.speech:
+        speech, labels = _speech_track(rng, corpus, n)
+        if rng.random() < 0.35:
+            rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.15, 1.0)), direct_to_reverb_db=float(rng.uniform(-6, 15)))
+            speech = aug.reverberate(speech, rir)
+        if rng.random() < 0.9:
+            noise = _noise_track(rng, corpus, n, min_clips=0)
+            audio = mix_at_snr(speech, labels, noise, float(rng.uniform(-5, 30)))
+        else:
+            audio = speech
+    elif kind == "nonspeech" or not corpus.speech:
+        audio = _noise_track(rng, corpus, n, min_clips=1)
+        if rng.random() < 0.2:
+            rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.15, 1.0)), direct_to_reverb_db=float(rng.uniform(-6, 15)))
+            audio = aug.reverberate(audio, rir)
+    else:
+        audio = np.zeros(n, dtype=np.float32)
+        if rng.random() < 0.7:  # dither / self-noise, -100..-55 dBFS
+            audio += aug.coloured_noise(rng, n, rng.choice([0.0, 1.0])) * np.float32(_db_to_amp(rng.uniform(-100, -55)))
+        if rng.random() < 0.3:
+            audio = aug.add_dc_and_hum(audio, rng, dc=float(rng.uniform(-0.01, 0.01)), hum_dbfs=float(rng.uniform(-80, -45)))
+        if rng.random() < 0.5:
+            cut = int(rng.integers(n))
+            audio[:cut] = 0.0
+        return quantise_maybe(rng, audio), labels
+
+    # Channel: microphone colouring, telephone, hum/DC, level, clipping, quantisation, muting.
+    if rng.random() < 0.5:
+        audio = aug.random_eq(audio, rng)
+    if rng.random() < 0.12:
+        audio = aug.telephone(audio, rng)
+    peak_db = float(rng.uniform(-50, 0)) if rng.random() < 0.9 else float(rng.uniform(0, 15))
+    audio = aug.normalise_peak(audio, peak_db)
+    if rng.random() < 0.3:  # microphone self-noise
+        audio += aug.coloured_noise(rng, n, 0.0) * np.float32(_db_to_amp(rng.uniform(-95, -60)))
+    if rng.random() < 0.12:
+        audio = aug.add_dc_and_hum(audio, rng, dc=float(rng.uniform(-0.05, 0.05)),
+                                   hum_dbfs=float(rng.uniform(-70, -30)) if rng.random() < 0.7 else None)
+    audio = np.clip(audio, -1.0, 1.0)
+    if rng.random() < 0.08:  # muted microphone: a stretch of digital silence
+        a = int(rng.integers(n))
+        b = min(n, a + int(rng.uniform(0.2, 4.0) * SAMPLE_RATE_HZ))
+        audio[a:b] = 0.0
+        labels = labels.copy()
+        labels[a:b] = False
+    return quantise_maybe(rng, audio), labels
+
+
+def quantise_maybe(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
+    if rng.random() < 0.5:
+        return aug.quantise(audio, 16)  # what a real 16-bit source delivers
+    if rng.random() < 0.1:
+        return aug.quantise(audio, int(rng.integers(8, 13)))
+    return audio.astype(np.float32)
+
+
+def hop_targets(labels: np.ndarray, hop_samples: int, n_hops: int) -> np.ndarray:
+    """Fraction of speech samples in each hop (hop k = samples k*hop .. (k+1)*hop-1; zero-padded)."""
+    padded = np.zeros(n_hops * hop_samples, dtype=np.float32)
+    m = min(labels.size, padded.size)
+    padded[:m] = labels[:m]
+    return padded.reshape(n_hops, hop_samples).mean(axis=1)
+
+
+@dataclasses.dataclass
+class SceneBatch:
+    """Features of equally long scenes: ``feats`` [scenes, frames, numcep] float32 (raw MFCC),
+    ``targets`` [scenes, hops] float32 (speech fraction per hop)."""
+
+    feats: np.ndarray
+    targets: np.ndarray
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, feats=self.feats, targets=self.targets)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "SceneBatch":
+        with np.load(path) as data:
+            return cls(feats=data["feats"], targets=data["targets"])
+
+    @classmethod
+    def concat(cls, parts: list["SceneBatch"]) -> "SceneBatch":
+        return cls(feats=np.concatenate([p.feats for p in parts]), targets=np.concatenate([p.targets for p in parts]))
+
+
+def scene_features(rng: np.random.Generator, corpus: Corpus, n_scenes: int, scene_s: float, cfg: FeatureConfig,
+                   hop_samples: int) -> SceneBatch:
+    n = int(scene_s * SAMPLE_RATE_HZ)
+    n_hops = n // hop_samples
+    feats, targets = [], []
+    for _ in range(n_scenes):
+        audio, labels = make_scene(rng, corpus, scene_s)
+        feats.append(mfcc(audio, cfg).astype(np.float32))
+        targets.append(hop_targets(labels, hop_samples, n_hops))
+    return SceneBatch(feats=np.stack(feats), targets=np.stack(targets))
+
+
+# Worker-process state for multiprocessing (fork shares the loaded corpus copy-on-write).
+_WORKER_CORPUS: Corpus | None = None
+
+
+def _shard_worker(job: tuple[int, int, float, dict, int, str]) -> str:
+    seed, n_scenes, scene_s, cfg_dict, hop_samples, out = job
+    assert _WORKER_CORPUS is not None
+    rng = np.random.default_rng(seed)
+    batch = scene_features(rng, _WORKER_CORPUS, n_scenes, scene_s, FeatureConfig.from_dict(cfg_dict), hop_samples)
+    batch.save(Path(out))
+    return out
+
+
+def build_shards(corpus: Corpus, cache_dir: Path, tag: str, seed: int, n_shards: int, scenes_per_shard: int,
+                 scene_s: float, cfg: FeatureConfig, hop_samples: int, workers: int = 2, log=print) -> list[Path]:
+    """Generate (or reuse) ``n_shards`` cached shards of scenes; shard i uses seed ``[seed, i]``."""
+    global _WORKER_CORPUS
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    paths = [cache_dir / f"{tag}-{i:04d}.npz" for i in range(n_shards)]
+    jobs = [(int(np.random.SeedSequence([seed, i]).generate_state(1)[0]), scenes_per_shard, scene_s, cfg.to_dict(),
+             hop_samples, str(p)) for i, p in enumerate(paths) if not p.exists()]
+    if jobs:
+        log(f"generating {len(jobs)} shard(s) of {scenes_per_shard} x {scene_s:g} s scenes in {cache_dir} ({tag})")
+        _WORKER_CORPUS = corpus
+        try:
+            if workers > 1 and len(jobs) > 1:
+                import multiprocessing as mp
+
+                with mp.get_context("fork").Pool(workers) as pool:
+                    for done, _ in enumerate(pool.imap_unordered(_shard_worker, jobs), 1):
+                        if done % max(1, len(jobs) // 10) == 0:
+                            log(f"  {done}/{len(jobs)} shards")
+            else:
+                for job in jobs:
+                    _shard_worker(job)
+        finally:
+            _WORKER_CORPUS = None
+    return paths

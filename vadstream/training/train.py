@@ -1,0 +1,430 @@
+"""``vadstream train``: build augmented scenes from a corpus, train the CNN, export ONNX + metadata.
+
+Reproduce the shipped model (about 40 min on 2 cores)::
+
+    vadstream train --data-root ../shared/data --out models/vadstream.onnx
+
+Steps: (1) split the ``train`` split's files into train/validation by file (CRC32 of the name;
+``dev`` is never read); (2) generate augmented scenes (:mod:`vadstream.training.scenes`) and cache
+their MFCC features under ``--cache-dir``; (3) per-coefficient normalisation from the training
+features; (4) train with Adam on random windows, validate on the validation scenes, keep the
+best checkpoint (mean of ROC-AUC and AP); (5) export ONNX with the runtime contract, time it,
+try int8 quantisation and keep it only if faster and as accurate; write a JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vadstream.features import FeatureConfig
+from vadstream.model import ModelSpec
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = Path(os.environ.get("VADSTREAM_DATA", REPO.parent / "shared" / "data"))
+FRAMES_PER_HOP = 2
+OUTPUTS_PER_INFERENCE = 2
+SCENE_S = 8.0
+CACHE_FORMAT = 3  # bump when scene generation changes, so old caches are not reused
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", default=str(DEFAULT_DATA),
+                        help="corpus with train/{speech,nonspeech}/<set>/*.flac (default: %(default)s); "
+                             "'' to use only --extra-* folders")
+    parser.add_argument("--extra-speech", action="append", default=[], metavar="DIR",
+                        help="more clean speech (any audio files below DIR); repeatable")
+    parser.add_argument("--extra-noise", action="append", default=[], metavar="DIR",
+                        help="more non-speech audio (music, noise, ...); repeatable")
+    parser.add_argument("--out", default=str(REPO / "models" / "vadstream.onnx"), help="ONNX file to write")
+    parser.add_argument("--run-dir", default=None, help="checkpoints, log and report (default: runs/<out stem>)")
+    parser.add_argument("--cache-dir", default=str(REPO / "cache" / "train"), help="feature cache")
+    parser.add_argument("--hours", type=float, default=12.0, help="hours of augmented training scenes")
+    parser.add_argument("--val-hours", type=float, default=0.7, help="hours of validation scenes")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="fraction of train files held out")
+    parser.add_argument("--minutes", type=float, default=25.0, help="training time limit (after data)")
+    parser.add_argument("--epochs", type=float, default=None, help="passes over the training windows (default: "
+                        "as many as --minutes allows, estimated from the first steps)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine is shared)")
+    parser.add_argument("--workers", type=int, default=2, help="processes generating scenes")
+    parser.add_argument("--context-frames", type=int, default=48)
+    parser.add_argument("--lookahead-frames", type=int, default=1, choices=(0, 1))
+    parser.add_argument("--channels", type=_ints, default=(24, 32, 32))
+    parser.add_argument("--kernels", type=_ints, default=(5, 3, 3))
+    parser.add_argument("--strides", type=_ints, default=(2, 2, 2))
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--no-window-cmn", dest="window_cmn", action="store_false")
+    parser.add_argument("--numcep", type=int, default=13)
+    parser.add_argument("--nfilt", type=int, default=26)
+    parser.add_argument("--version", default="1.0", help="model version stored in the metadata")
+    parser.add_argument("--no-quantise", dest="quantise", action="store_false", help="skip the int8 trial")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few seconds on a handful of clips (or generated audio without a corpus): CI check")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (ties count half); nan without both classes."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(s.size)
+    sorted_s = s[order]
+    # average ranks for ties
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision (sklearn's definition: sum over thresholds of precision * recall step)."""
+    y = np.asarray(labels, dtype=bool)
+    if not y.any():
+        return float("nan")
+    s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    ys, ss = y[order], s[order]
+    tp = np.cumsum(ys)
+    fp = np.cumsum(~ys)
+    last = np.r_[np.flatnonzero(np.diff(ss)), ys.size - 1]  # end of each distinct score
+    precision = tp[last] / (tp[last] + fp[last])
+    recall = tp[last] / y.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def binary_metrics(targets: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    y = np.asarray(targets) >= 0.5
+    p = np.asarray(probs)
+    pred = p >= threshold
+    tp, fp, fn = int(np.sum(pred & y)), int(np.sum(pred & ~y)), int(np.sum(~pred & y))
+    f1 = 2 * tp / max(1, 2 * tp + fp + fn)
+    fpr = fp / max(1, int((~y).sum()))
+    return {"roc_auc": roc_auc(y, p), "ap": average_precision(y, p), "f1": f1, "fpr": fpr,
+            "speech_fraction": float(y.mean())}
+
+
+# ----------------------------------------------------------------------------- windows
+
+class Windows:
+    """Normalised scene features with ``context`` zero rows in front; gathers model windows.
+
+    Group ``g`` of scene ``s`` (hops 2g, 2g+1) sees frames ``last-C+1 .. last`` with
+    ``last = 4g + 3 + L``, exactly the runtime's geometry (zeros before the stream start)."""
+
+    def __init__(self, feats: np.ndarray, targets: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                 context: int, lookahead: int):
+        import torch
+
+        s, t, c = feats.shape
+        self.context, self.lookahead = context, lookahead
+        self.group_frames = FRAMES_PER_HOP * OUTPUTS_PER_INFERENCE
+        padded = np.zeros((s, context + t, c), dtype=np.float32)
+        padded[:, context:] = (feats - mean) / std
+        self.flat = torch.from_numpy(padded.reshape(-1, c))
+        self.row_stride = context + t
+        groups_by_frames = (t - 1 - (self.group_frames - 1) - lookahead) // self.group_frames + 1
+        groups_by_hops = targets.shape[1] // OUTPUTS_PER_INFERENCE
+        self.groups = min(groups_by_frames, groups_by_hops)
+        self.scenes = s
+        tg = targets[:, : self.groups * OUTPUTS_PER_INFERENCE].reshape(s, self.groups, OUTPUTS_PER_INFERENCE)
+        self.targets = torch.from_numpy(np.ascontiguousarray(tg.reshape(-1, OUTPUTS_PER_INFERENCE)))
+        self._offsets = torch.arange(context)
+
+    def __len__(self) -> int:
+        return self.scenes * self.groups
+
+    def batch(self, index):
+        """Windows [B, C, numcep] and targets [B, K] for flat window indices (scene * groups + g)."""
+        import torch
+
+        index = torch.as_tensor(index)
+        scene = index // self.groups
+        g = index % self.groups
+        start = scene * self.row_stride + g * self.group_frames + self.group_frames + self.lookahead
+        rows = start[:, None] + self._offsets[None, :]
+        return self.flat[rows], self.targets[index]
+
+
+def predict(net, windows: Windows, batch: int = 4096) -> np.ndarray:
+    import torch
+
+    net.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(windows), batch):
+            x, _ = windows.batch(torch.arange(i, min(len(windows), i + batch)))
+            out.append(net(x).numpy())
+    net.train()
+    return np.concatenate(out).reshape(-1)
+
+
+# ----------------------------------------------------------------------------- smoke corpus
+
+def synthetic_corpus(rng: np.random.Generator, n_speech: int = 6, n_noise: int = 4):
+    """Generated stand-in audio for the smoke run without a corpus: 'speech' = harmonic tones with
+    syllable-rate amplitude and pitch modulation; 'noise' = coloured noise and steady chords."""
+    from vadstream.training import augment as aug
+    from vadstream.training.scenes import Corpus
+
+    sr = 16000
+    speech, noise = [], []
+    for i in range(n_speech):
+        n = int(rng.uniform(1.5, 3.0) * sr)
+        t = np.arange(n) / sr
+        f0 = rng.uniform(90, 250) * (1 + 0.1 * np.sin(2 * np.pi * rng.uniform(1, 3) * t))
+        phase = 2 * np.pi * np.cumsum(f0) / sr
+        x = sum(np.sin(h * phase) / h for h in range(1, 12))
+        env = np.clip(np.sin(2 * np.pi * rng.uniform(3, 5) * t), 0, None) ** 2
+        env[: int(0.2 * sr)] = 0
+        env[-int(0.2 * sr):] = 0
+        speech.append((0.3 * x * env).astype(np.float32))
+    for i in range(n_noise):
+        n = int(4.0 * sr)
+        if i % 2 == 0:
+            noise.append(aug.coloured_noise(rng, n, float(i % 3)) * np.float32(0.1))
+        else:
+            t = np.arange(n) / sr
+            noise.append((0.1 * sum(np.sin(2 * np.pi * f * t) for f in (220, 277, 330))).astype(np.float32))
+    return Corpus(speech=speech, noise=noise, speech_names=[f"synthetic/s{i}" for i in range(n_speech)],
+                  noise_names=[f"synthetic/n{i}" for i in range(n_noise)])
+
+
+# ----------------------------------------------------------------------------- main
+
+def _cache_tag(kind: str, names: list[str], cfg: FeatureConfig, seed: int, scenes_per_shard: int) -> str:
+    h = hashlib.sha1(json.dumps([CACHE_FORMAT, kind, sorted(names), cfg.to_dict(), seed, scenes_per_shard,
+                                 SCENE_S]).encode()).hexdigest()[:10]
+    return f"{kind}-{h}"
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from vadstream.training import scenes as sc
+    from vadstream.training.export import export_onnx, quantise_dynamic, quantise_static, time_inference_us
+    from vadstream.training.net import NetConfig, VadNet, count_parameters
+
+    t_start = time.time()
+    torch.set_num_threads(max(1, args.threads))
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    out = Path(args.out)
+    run_dir = Path(args.run_dir) if args.run_dir else REPO / "runs" / out.stem
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(args.cache_dir)
+    feat_cfg = FeatureConfig(numcep=args.numcep, nfilt=args.nfilt)
+    hop_samples = FRAMES_PER_HOP * feat_cfg.step_samples
+    net_cfg = NetConfig(numcep=feat_cfg.numcep, context_frames=args.context_frames, outputs=OUTPUTS_PER_INFERENCE,
+                        channels=args.channels, kernels=args.kernels, strides=args.strides, hidden=args.hidden,
+                        window_cmn=args.window_cmn)
+    net_cfg.lengths()  # validates the geometry early
+
+    # 1. corpus, split by file
+    data_root = args.data_root if args.data_root and Path(args.data_root, "train").is_dir() else None
+    if args.data_root and data_root is None and not args.smoke:
+        print(f"vadstream train: no corpus at {args.data_root} (expected train/speech and train/nonspeech); "
+              "pass --data-root or --extra-speech/--extra-noise", file=sys.stderr)
+        if not (args.extra_speech and args.extra_noise):
+            return 2
+    max_files = 8 if args.smoke else None
+    if data_root is None and not args.extra_speech:
+        log("smoke: no corpus, using generated audio")
+        train_corpus = synthetic_corpus(np.random.default_rng(args.seed))
+        val_corpus = synthetic_corpus(np.random.default_rng(args.seed + 1000), 3, 2)
+    else:
+        tr_s, tr_n = sc.corpus_paths(data_root, args.extra_speech, args.extra_noise, "train", args.val_fraction, max_files)
+        va_s, va_n = sc.corpus_paths(data_root, args.extra_speech, args.extra_noise, "val", args.val_fraction,
+                                     max_files and max_files // 2)
+        if not tr_s or not tr_n:
+            print("vadstream train: need both speech and non-speech training files", file=sys.stderr)
+            return 2
+        train_corpus = sc.load_corpus(tr_s, tr_n)
+        val_corpus = sc.load_corpus(va_s or tr_s[:1], va_n or tr_n[:1])
+    log(f"corpus: train {len(train_corpus.speech)} speech / {len(train_corpus.noise)} non-speech files "
+        f"({train_corpus.minutes[0]:.1f} / {train_corpus.minutes[1]:.1f} min), validation "
+        f"{len(val_corpus.speech)} / {len(val_corpus.noise)} files")
+
+    # 2. scenes -> cached features
+    scenes_per_shard = 8 if args.smoke else 50
+    hours = 0.02 if args.smoke else args.hours
+    val_hours = 0.01 if args.smoke else args.val_hours
+    n_train = max(1, round(hours * 3600 / SCENE_S / scenes_per_shard))
+    n_val = max(1, round(val_hours * 3600 / SCENE_S / scenes_per_shard))
+    t0 = time.time()
+    train_paths = sc.build_shards(train_corpus, cache_dir, _cache_tag("train", train_corpus.speech_names +
+                                  train_corpus.noise_names, feat_cfg, args.seed, scenes_per_shard), args.seed,
+                                  n_train, scenes_per_shard, SCENE_S, feat_cfg, hop_samples, args.workers, log)
+    val_paths = sc.build_shards(val_corpus, cache_dir, _cache_tag("val", val_corpus.speech_names +
+                                val_corpus.noise_names, feat_cfg, 12345, scenes_per_shard), 12345,
+                                n_val, scenes_per_shard, SCENE_S, feat_cfg, hop_samples, args.workers, log)
+    train_data = sc.SceneBatch.concat([sc.SceneBatch.load(p) for p in train_paths])
+    val_data = sc.SceneBatch.concat([sc.SceneBatch.load(p) for p in val_paths])
+    data_s = time.time() - t0
+    log(f"scenes: train {train_data.feats.shape[0]} x {SCENE_S:g} s, validation {val_data.feats.shape[0]} "
+        f"({data_s:.0f} s)")
+
+    # 3. normalisation from the training features
+    flat = train_data.feats.reshape(-1, feat_cfg.numcep).astype(np.float64)
+    mean = flat.mean(axis=0)
+    std = np.maximum(flat.std(axis=0), 1e-3)
+    del flat
+    train_w = Windows(train_data.feats, train_data.targets, mean, std, net_cfg.context_frames, args.lookahead_frames)
+    val_w = Windows(val_data.feats, val_data.targets, mean, std, net_cfg.context_frames, args.lookahead_frames)
+    val_targets = val_w.targets.numpy().reshape(-1)
+    del train_data, val_data
+
+    # 4. training
+    net = VadNet(net_cfg)
+    log(f"model: {count_parameters(net)} parameters, {net_cfg.multiplies()} multiplies per inference; "
+        f"{len(train_w)} training windows")
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    steps_per_epoch = max(1, len(train_w) // args.batch_size)
+    limit_s = 5.0 if args.smoke else args.minutes * 60.0
+    # Time the first steps to plan the schedule (cosine decay over the planned steps).
+    gen = torch.Generator().manual_seed(args.seed)
+    t_train = time.time()
+    probe = 20
+    for _ in range(probe):
+        idx = torch.randint(len(train_w), (args.batch_size,), generator=gen)
+        x, y = train_w.batch(idx)
+        loss = loss_fn(net.logits(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    step_s = (time.time() - t_train) / probe
+    if args.epochs is not None:
+        total_steps = max(probe + 1, int(args.epochs * steps_per_epoch))
+    else:
+        total_steps = max(probe + 1, int(0.92 * limit_s / step_s))  # leave room for validation passes
+    if args.smoke:
+        total_steps = min(total_steps, 60)
+    n_evals = 4 if args.smoke else 12
+    eval_every = max(1, total_steps // n_evals)
+    log(f"training: {step_s * 1000:.1f} ms/step, {total_steps} steps of {args.batch_size} "
+        f"({total_steps / steps_per_epoch:.2f} epochs), validation every {eval_every}")
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, (s + probe) / total_steps))))
+    best = {"score": -1.0}
+    history = []
+    step = probe
+    running = 0.0
+    while step < total_steps:
+        idx = torch.randint(len(train_w), (args.batch_size,), generator=gen)
+        x, y = train_w.batch(idx)
+        loss = loss_fn(net.logits(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        running = 0.98 * running + 0.02 * loss.item() if step > probe else loss.item()
+        step += 1
+        out_of_time = time.time() - t_train > limit_s and args.epochs is None
+        if step % eval_every == 0 or step == total_steps or out_of_time:
+            m = binary_metrics(val_targets, predict(net, val_w))
+            score = (m["roc_auc"] + m["ap"]) / 2
+            history.append({"step": step, "loss": running, **m})
+            log(f"step {step}/{total_steps} loss {running:.4f} val AUC {m['roc_auc']:.4f} AP {m['ap']:.4f} "
+                f"F1 {m['f1']:.3f} FPR {m['fpr']:.3f}")
+            if score > best["score"]:
+                best = {"score": score, "step": step, "metrics": m,
+                        "state": {k: v.clone() for k, v in net.state_dict().items()}}
+            if out_of_time:
+                log("time limit reached")
+                break
+    train_s = time.time() - t_train
+    net.load_state_dict(best["state"])
+    torch.save({"net_config": json.loads(net_cfg.to_json()), "state_dict": best["state"], "mean": mean, "std": std},
+               run_dir / "best.pt")
+
+    # 5. export, timing, quantisation trial
+    spec = ModelSpec(features=feat_cfg, frames_per_hop=FRAMES_PER_HOP, context_frames=net_cfg.context_frames,
+                     lookahead_frames=args.lookahead_frames, outputs_per_inference=OUTPUTS_PER_INFERENCE,
+                     norm_mean=tuple(float(v) for v in mean), norm_std=tuple(float(v) for v in std),
+                     name="vadstream-cnn", version=args.version)
+    fp32_path = run_dir / "model-fp32.onnx"
+    export_onnx(net, spec, fp32_path)
+    from vadstream.model import OnnxModel
+
+    val_x = [val_w.batch(np.arange(i, min(len(val_w), i + 4096)))[0].numpy() for i in range(0, len(val_w), 4096)]
+
+    def onnx_metrics(path: Path) -> dict[str, float]:
+        model = OnnxModel(path)
+        probs = np.concatenate([model(x) for x in val_x]).reshape(-1)
+        return binary_metrics(val_targets, probs)
+
+    calls = 2000 if args.smoke else 20000
+    candidates = {"fp32": {"path": fp32_path, "metrics": onnx_metrics(fp32_path),
+                           "us_per_inference": time_inference_us(fp32_path, calls=calls)}}
+    if args.quantise:
+        calib = np.concatenate(val_x)[:: max(1, len(val_w) // 2000)]
+        for name, fn in (("int8-dynamic", lambda s, d: quantise_dynamic(s, d)),
+                         ("int8-static", lambda s, d: quantise_static(s, d, calib))):
+            path = run_dir / f"model-{name}.onnx"
+            try:
+                fn(fp32_path, path)
+                candidates[name] = {"path": path, "metrics": onnx_metrics(path),
+                                    "us_per_inference": time_inference_us(path, calls=calls)}
+            except Exception as exc:  # quantisation is a trial; report and carry on
+                log(f"{name} failed: {exc}")
+    chosen = "fp32"
+    base = candidates["fp32"]
+    for name, cand in candidates.items():
+        if name == "fp32":
+            continue
+        faster = cand["us_per_inference"] < 0.9 * base["us_per_inference"]
+        as_accurate = (cand["metrics"]["roc_auc"] >= base["metrics"]["roc_auc"] - 0.001
+                       and cand["metrics"]["ap"] >= base["metrics"]["ap"] - 0.001)
+        log(f"{name}: {cand['us_per_inference']:.2f} us (fp32 {base['us_per_inference']:.2f}), AUC "
+            f"{cand['metrics']['roc_auc']:.4f} AP {cand['metrics']['ap']:.4f} -> "
+            f"{'ship' if faster and as_accurate else 'not shipped'}")
+        if faster and as_accurate and cand["us_per_inference"] < candidates[chosen]["us_per_inference"]:
+            chosen = name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(candidates[chosen]["path"].read_bytes())
+
+    report = {
+        "out": str(out), "chosen": chosen, "version": args.version, "seed": args.seed,
+        "command": " ".join(["vadstream", "train"] + sys.argv[2:]) if sys.argv[1:2] == ["train"] else " ".join(sys.argv),
+        "net_config": json.loads(net_cfg.to_json()), "parameters": count_parameters(net),
+        "multiplies_per_inference": net_cfg.multiplies(),
+        "multiplies_per_audio_second": net_cfg.multiplies() * 25,
+        "lookahead_ms": spec.lookahead_samples / 16.0, "file_bytes": out.stat().st_size,
+        "train_files": {"speech": len(train_corpus.speech), "nonspeech": len(train_corpus.noise)},
+        "val_files": {"speech": len(val_corpus.speech), "nonspeech": len(val_corpus.noise)},
+        "train_windows": len(train_w), "train_hours": len(train_w) * 0.04 / 3600,
+        "val_hours": len(val_w) * 0.04 / 3600, "steps": step, "batch_size": args.batch_size,
+        "best_step": best["step"], "data_seconds": round(data_s, 1), "train_seconds": round(train_s, 1),
+        "total_seconds": round(time.time() - t_start, 1), "history": history,
+        "candidates": {k: {"metrics": v["metrics"], "us_per_inference": v["us_per_inference"],
+                           "file_bytes": Path(v["path"]).stat().st_size} for k, v in candidates.items()},
+    }
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    log(f"wrote {out} ({chosen}, {out.stat().st_size} bytes): val AUC {candidates[chosen]['metrics']['roc_auc']:.4f} "
+        f"AP {candidates[chosen]['metrics']['ap']:.4f}, {candidates[chosen]['us_per_inference']:.1f} us/inference; "
+        f"report {run_dir / 'report.json'}")
+    return 0
