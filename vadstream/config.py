@@ -372,6 +372,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
 
 def add_arguments(parser) -> None:
     """The configuration flags of ``vadstream run`` (each overrides the file's key)."""
+    _D = DetectorConfig()
     g = parser.add_argument_group("configuration (flags override the config file)")
     g.add_argument("--config", metavar="FILE",
                    help=f"TOML config file (default: {DEFAULT_CONFIG_PATH} when it exists)")
@@ -384,13 +385,13 @@ def add_arguments(parser) -> None:
     g.add_argument("--samplerate", dest="samplerate_hz", type=int, metavar="HZ", help="force the device rate")
     g.add_argument("--model", metavar="PATH", help="ONNX model file (default: the shipped model)")
     g.add_argument("--onset", dest="onset_threshold", type=float, metavar="P",
-                   help="probability that starts candidate speech (default 0.5)")
+                   help=f"probability that starts candidate speech (default {_D.onset_threshold:g})")
     g.add_argument("--offset", dest="offset_threshold", type=float, metavar="P",
-                   help="probability below which speech counts as a pause (default 0.35)")
-    g.add_argument("--min-speech-ms", type=float, metavar="MS", help="speech needed before speech_start (default 60)")
-    g.add_argument("--min-silence-ms", type=float, metavar="MS", help="pause needed before speech_end (default 200)")
-    g.add_argument("--max-speech-s", type=float, metavar="S", help="split segments longer than this (default 30; 0 = never)")
-    g.add_argument("--speech-pad-ms", type=float, metavar="MS", help="padding around each segment (default 30)")
+                   help=f"probability below which speech counts as a pause (default {_D.offset_threshold:g})")
+    g.add_argument("--min-speech-ms", type=float, metavar="MS", help=f"speech needed before speech_start (default {_D.min_speech_ms:g})")
+    g.add_argument("--min-silence-ms", type=float, metavar="MS", help=f"pause needed before speech_end (default {_D.min_silence_ms:g})")
+    g.add_argument("--max-speech-s", type=float, metavar="S", help=f"split segments longer than this (default {_D.max_speech_s:g}; 0 = never)")
+    g.add_argument("--speech-pad-ms", type=float, metavar="MS", help=f"padding around each segment (default {_D.speech_pad_ms:g})")
     g.add_argument("--endpoint", metavar="EP", help="events endpoint (ipc://PATH or tcp://HOST:PORT)")
     g.add_argument("--control-endpoint", metavar="EP", help="control endpoint, or 'none'")
     g.add_argument("--hwm", type=int, metavar="N", help="send high-water mark per subscriber")
