@@ -146,6 +146,24 @@ def test_end_of_input_inside_speech_closes_the_segment(track, tmp_path, ctx):
     assert speech[1].reason == "end_of_input" and speech[1].sample_index <= cut
 
 
+def test_max_speech_splits_segments_back_to_back(track, tmp_path, ctx):
+    _, _, wav = track
+    d = DaemonProcess(tmp_path, "--input", str(wav), "--no-realtime", "--wait-subscriber", "20",
+                      "--min-silence-ms", "400", "--max-speech-s", "1")
+    col = Collector(d.events, ctx)
+    assert d.wait(60) == 0, d.stderr()
+    time.sleep(0.2)
+    col.close()
+    check_stream(col)
+    speech = speech_events(col.messages)
+    splits = [i for i, m in enumerate(speech) if isinstance(m, SpeechEnded) and m.reason == "max_speech"]
+    assert len(splits) >= 2, speech
+    for i in splits:
+        end, nxt = speech[i], speech[i + 1]
+        assert end.duration_s == pytest.approx(1.0, abs=0.021)
+        assert isinstance(nxt, SpeechStarted) and nxt.sample_index == end.sample_index
+
+
 def test_sigterm_closes_the_open_segment_and_exits_within_1s(track, tmp_path, ctx):
     audio, regions, _ = track
     d = DaemonProcess(tmp_path, "--input", "-", "--min-silence-ms", "2000", stdin=subprocess.PIPE)
