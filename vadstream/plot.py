@@ -148,7 +148,6 @@ def plot_result(path: str | os.PathLike[str], result: FileResult, samples: np.nd
     ax_prob.set_ylim(-0.02, 1.02)
     ax_prob.set_yticks([0, 0.5, 1])
     ax_prob.set_ylabel("P(speech)")
-    ax_prob.legend(loc="upper right", fontsize=8, ncol=3, framealpha=0.85)
 
     # 4. timeline: detected vs reference
     rows = [("detected", detected, SPEECH_COLOUR)]
@@ -171,11 +170,12 @@ def plot_result(path: str | os.PathLike[str], result: FileResult, samples: np.nd
     name = title or Path(result.path).name
     fig.suptitle(f"{name}: {len(detected)} speech segment(s), {speech_s:.1f} s of {duration:.1f} s",
                  fontsize=12, x=0.065, ha="left")
-    handles = [Patch(color=SPEECH_COLOUR, alpha=0.5, label="detected speech")]
+    handles = ax_prob.get_legend_handles_labels()[0]
+    handles.append(Patch(color=SPEECH_COLOUR, alpha=0.5, label="detected speech"))
     if labels is not None:
         handles.append(Patch(color=REFERENCE_COLOUR, label="reference"))
     fig.legend(handles=handles, loc="upper right", fontsize=9, ncol=len(handles), frameon=False,
-               bbox_to_anchor=(0.985, 0.985))
+               bbox_to_anchor=(0.985, 0.975))
 
     out = Path(path)
     fig.savefig(out, dpi=DPI, format="png")
