@@ -328,7 +328,7 @@ class TtyView:
         self.colour = (os.environ.get("NO_COLOR") is None) if colour is None else colour
         self._last = 0.0
         self._drawn = False
-        self.out.write("\x1b[?25l")  # hide the cursor
+        self.out.write("\x1b[?25l\x1b[?7l")  # hide the cursor; clip long lines instead of wrapping
 
     def _c(self, code: str, text: str) -> str:
         return f"{code}{text}{RESET}" if self.colour else text
@@ -389,7 +389,7 @@ class TtyView:
 
     def close(self, s: MonitorState) -> None:
         self.draw(s)
-        self.out.write("\x1b[?25h")  # show the cursor
+        self.out.write("\x1b[?25h\x1b[?7h")  # show the cursor, wrap lines again
         self.out.write(f"{s.segments} segment(s), {s.total_speech_s():.1f}s of speech in {s.time_s:.1f}s\n")
         self.out.flush()
 
