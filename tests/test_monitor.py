@@ -206,6 +206,7 @@ def test_daemon_events_become_lines(tmp_path):
         daemon.close()
     assert proc.returncode == 0, err
     lines = out.splitlines()
+    assert lines[0] == f"00:00.00 listening to {endpoint}"
     assert "00:00.26 speech_start at 0.170s p=0.90" in lines
     assert "00:00.92 speech_end at 0.730s (0.56s, silence)" in lines
     assert "00:01.00 lost: device unplugged" in lines

@@ -176,6 +176,8 @@ def daemon_updates(endpoint: str | None, timeout_s: float = 0.1) -> Iterator[Upd
     sub = Subscriber(endpoint, on_gap=lambda gap: notes.append(f"missed {gap.missing} message(s)"),
                      on_invalid=lambda why: notes.append(f"ignored a message: {why}"))
     stream_id = None
+    heartbeats_without_prob = 0  # -1 once probabilities were seen or the hint was given
+    yield Note(f"listening to {sub.endpoint}")
     try:
         while True:
             msg = sub.receive(timeout_s)
@@ -190,6 +192,7 @@ def daemon_updates(endpoint: str | None, timeout_s: float = 0.1) -> Iterator[Upd
                 yield Note(f"daemon restarted (stream {msg.stream_id})", t)
             stream_id = msg.stream_id
             if isinstance(msg, ev.Probability):
+                heartbeats_without_prob = -1
                 yield Prob(t, float(msg.probability))
                 level = getattr(msg, "level_dbfs", None)
                 if level is not None:
@@ -199,9 +202,16 @@ def daemon_updates(endpoint: str | None, timeout_s: float = 0.1) -> Iterator[Upd
             elif isinstance(msg, ev.SpeechEnded):
                 yield End(t, msg.start_sample / SAMPLE_RATE_HZ, msg.decided_sample / SAMPLE_RATE_HZ, msg.reason)
             elif isinstance(msg, ev.Heartbeat):
+                if heartbeats_without_prob >= 0:
+                    heartbeats_without_prob += 1
+                    if heartbeats_without_prob == 2:
+                        heartbeats_without_prob = -1
+                        yield Note("the daemon publishes no probabilities: run it with --prob "
+                                   "(or publisher.prob = true) for the moving bar", t)
                 yield StateChange(msg.state, t)
             elif isinstance(msg, ev.Status):
-                yield Note(f"{msg.kind}: {msg.message}", t)
+                text = msg.message if msg.message.startswith(msg.kind) else f"{msg.kind}: {msg.message}"
+                yield Note(text, t)
                 yield StateChange(msg.state, t)
     finally:
         sub.close()
