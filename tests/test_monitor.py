@@ -253,3 +253,27 @@ def test_microphone_through_a_private_pulseaudio_server(clip, model, tmp_path):
     assert sum(" speech_start at " in line for line in lines) >= 1, out
     assert any(re.search(r"level=-[1-4]\d\.\d+dBFS", line) for line in lines), out  # speech level seen
     assert re.search(r"done: [1-9]\d* segment\(s\)", lines[-1]), out
+
+
+def test_real_daemon_events_match_vadstream_file(clip, model, file_segments, tmp_path):
+    from daemon_util import DaemonProcess
+
+    d = DaemonProcess(tmp_path, "--input", str(clip), "--no-realtime", "--prob", "--wait-subscriber", "20",
+                      "--control-endpoint", "none")
+    proc = subprocess.Popen(monitor_cmd("--endpoint", d.events, "--interval-s", "1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert d.wait(60) == 0, d.stderr()
+        time.sleep(0.5)
+    finally:
+        d.kill()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    starts = [float(m[1]) for m in (re.search(r"speech_start at (\d+\.\d+)s", line) for line in lines) if m]
+    ends = [float(m[1]) for m in (re.search(r"speech_end at (\d+\.\d+)s", line) for line in lines) if m]
+    assert starts == [round(s["start_s"], 3) for s in file_segments]
+    assert ends == [round(s["end_s"], 3) for s in file_segments]
+    assert any(" state=" in line and " p=" in line for line in lines)  # probabilities arrived
+    assert not any("publishes no probabilities" in line for line in lines)
