@@ -1,4 +1,4 @@
-"""``vadstream`` command line: dispatches subcommands to the modules that own them.
+"""vadstream: real-time voice activity detection, microphone in, ZeroMQ speech events out.
 
 Each command module exposes ``add_arguments(parser)`` and ``main(args) -> int`` and keeps its
 module-level imports light (torch, matplotlib, sounddevice are imported inside ``main``).
@@ -24,25 +24,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported, so one command's import cost or
+    breakage never reaches another (``vadstream run`` does not import torch or matplotlib)."""
     parser = argparse.ArgumentParser(prog="vadstream", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vadstream {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # command not built into this version
-            raise
         cmd = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(cmd)
-        cmd.set_defaults(_main=module.main)
+        if name == command:
+            module = importlib.import_module(module_name)
+            module.add_arguments(cmd)
+            cmd.set_defaults(_main=module.main)
     return parser
 
 
+def _command_in(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "_main", None):
         parser.print_help()
