@@ -258,3 +258,21 @@ def test_missing_model_is_one_clear_line(clip, tmp_path):
     proc = run_cli(str(path), "--model", str(tmp_path / "nope.onnx"))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"vadstream file: model file not found: {tmp_path / 'nope.onnx'}"
+
+
+def test_usage_errors_exit_2_before_any_output(clip, model, tmp_path):
+    path, _ = clip
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    cases = [
+        ((str(path), str(path), "-o", str(outdir)), "several inputs are named 'clip'"),
+        ((str(path), str(path), "-f", "audacity"), "an Audacity label track holds one file"),
+        ((str(path), "--probs", "-f", "rttm"), "--probs writes json or csv, not rttm"),
+        ((str(path), str(path), "--labels", str(path)), "--labels describes one file"),
+        ((str(path), "-o", str(tmp_path / "missing" / "x.json")), "No such file or directory"),
+    ]
+    for args, words in cases:
+        proc = run_cli(*args, "--model", model)
+        assert proc.returncode == 2 and proc.stdout == "", (args, proc.stderr)
+        assert words in proc.stderr and len(proc.stderr.splitlines()) == 1, (args, proc.stderr)
+    assert list(outdir.iterdir()) == []

@@ -286,6 +286,13 @@ def main(args: argparse.Namespace) -> int:
         _error("an Audacity label track holds one file: use -o DIR to write one track per file")
         return 2
     plot_dir = Path(args.plot) if args.plot and (len(args.paths) > 1 or Path(args.plot).is_dir()) else None
+    if out_dir is not None or plot_dir is not None:
+        stems = [Path(p).stem for p in args.paths]
+        clash = sorted({s for s in stems if stems.count(s) > 1})
+        if clash:
+            _error(f"several inputs are named {clash[0]!r}: their outputs in a directory would overwrite "
+                   "each other (rename them or run one at a time)")
+            return 2
     try:
         if plot_dir is not None:
             plot_dir.mkdir(parents=True, exist_ok=True)
