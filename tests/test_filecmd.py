@@ -276,3 +276,24 @@ def test_usage_errors_exit_2_before_any_output(clip, model, tmp_path):
         assert proc.returncode == 2 and proc.stdout == "", (args, proc.stderr)
         assert words in proc.stderr and len(proc.stderr.splitlines()) == 1, (args, proc.stderr)
     assert list(outdir.iterdir()) == []
+
+
+def test_progress_bar_draws_and_clears_only_when_enabled(monkeypatch):
+    import io
+
+    from vadstream import filecmd
+
+    monkeypatch.setattr(filecmd, "PROGRESS_AFTER_S", 0.0)
+    buf = io.StringIO()
+    bar = filecmd.Progress(buf, n_files=4, enabled=True, width=10)
+    bar.file(1, "b.wav")
+    bar.update(0.5)  # within 0.1 s of the last draw: skipped
+    assert buf.getvalue() == "\r\x1b[2K[##--------] 2/4  25% b.wav"
+    bar.clear()
+    assert buf.getvalue().endswith("\r\x1b[2K") and not bar._shown
+    quiet = io.StringIO()
+    off = filecmd.Progress(quiet, n_files=4)  # StringIO is not a terminal
+    off.file(0, "a.wav")
+    off.update(1.0)
+    off.clear()
+    assert quiet.getvalue() == ""
