@@ -9,8 +9,8 @@ one inference scores, and the per-coefficient normalisation. The graph takes one
 
 Window geometry: an inference that scores hops ``g*K .. g*K+K-1`` (K = outputs_per_inference)
 sees frames ``last-context_frames+1 .. last`` with ``last = (g+1)*K*frames_per_hop - 1 +
-lookahead_frames``. Frames before the start of the stream (and past its end at flush) are the
-zero vector in normalised space.
+lookahead_frames``. Frames before the start of the stream are the zero vector in normalised
+space; frames past its end (at flush) repeat the last real frame.
 """
 
 from __future__ import annotations

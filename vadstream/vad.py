@@ -67,7 +67,7 @@ class Vad:
         self._groups_done = 0
         self._samples_seen = 0
 
-    def _append(self, feats: np.ndarray) -> None:
+    def _append(self, feats: np.ndarray, normalised: bool = False) -> None:
         n = feats.shape[0]
         if n == 0:
             return
@@ -84,7 +84,7 @@ class Vad:
                 grown = np.zeros((self._capacity, self._frames.shape[1]), dtype=np.float32)
                 grown[:end_row] = self._frames[:end_row]
                 self._frames = grown
-        self._frames[end_row: end_row + n] = (feats - self._mean) * self._inv_std
+        self._frames[end_row: end_row + n] = feats if normalised else (feats - self._mean) * self._inv_std
         self._n_frames += n
 
     def _score_ready(self, available_frames: int) -> np.ndarray:
@@ -95,13 +95,16 @@ class Vad:
         if n <= 0:
             return _EMPTY
         first_end = (self._groups_done + 1) * self._group_frames + self.spec.lookahead_frames - self._first_kept_frame
-        if n == 1:
-            windows = self._frames[first_end - self._context: first_end][None]
-        else:
-            ends = first_end + self._group_frames * np.arange(n)
-            windows = self._frames[(ends[:, None] - self._context) + np.arange(self._context)[None, :]]
         self._groups_done = ready
-        return self.model(windows).reshape(-1)
+        if n == 1:
+            return self.model(self._frames[first_end - self._context: first_end][None]).reshape(-1)
+        # One window per call, as in live streaming: ONNX Runtime picks batch-size dependent
+        # kernels whose float32 rounding differs (~1e-6), and offline must equal streaming.
+        out = np.empty((n, self.spec.outputs_per_inference), dtype=np.float32)
+        for i in range(n):
+            end = first_end + i * self._group_frames
+            out[i] = self.model(self._frames[end - self._context: end][None])[0]
+        return out.reshape(-1)
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Feed samples; return the probabilities of the hops that became ready."""
@@ -118,9 +121,12 @@ class Vad:
         out = [self._score_ready(self._n_frames)]
         groups_needed = -(-n_hops // self.spec.outputs_per_inference)
         if self._groups_done < groups_needed:
-            # Missing lookahead past the end: zero frames in normalised space, as before the start.
+            # Missing lookahead past the end: the last frame repeated (the audio goes on as it
+            # ended); a stream too short for any frame gets zeros, as before the start.
             last_needed = groups_needed * self._group_frames - 1 + self.spec.lookahead_frames
-            self._append(np.tile(self._mean, (last_needed + 1 - self._n_frames, 1)))
+            row = self._n_frames - self._first_kept_frame - 1
+            self._append(np.repeat(self._frames[row: row + 1], last_needed + 1 - self._n_frames, axis=0),
+                         normalised=True)
             out.append(self._score_ready(self._n_frames))
         probs = np.concatenate(out)[: max(0, n_hops - hops_before)]
         self.reset()
