@@ -163,7 +163,7 @@ class TestAudio:
 def make_test_audio(phrases: tuple[str, ...] = DEFAULT_PHRASES, lead_s: float = 1.0,
                     gap_s: float = 2.0, tail_s: float = 1.5, noise_dbfs: float | None = -55.0,
                     burst_dbfs: float | None = None, corpus_noise: bool = False,
-                    speech_dbfs: float = -20.0, seed: int = 0) -> TestAudio:
+                    speech_dbfs: float = -20.0, fade_in_s: float = 0.5, seed: int = 0) -> TestAudio:
     """Phrases spoken by espeak-ng separated by ``gap_s`` of background; see the module docstring.
 
     Args:
@@ -171,6 +171,8 @@ def make_test_audio(phrases: tuple[str, ...] = DEFAULT_PHRASES, lead_s: float = 
         burst_dbfs: RMS level of a 0.6 s noise burst in the middle of every gap (None: none).
         speech_dbfs: RMS level each phrase is scaled to over its speech region.
         corpus_noise: use an ambient clip from ../shared/data as background when present.
+        fade_in_s: the background fades in over this long (no step out of digital silence,
+            which is what a sound server's monitor gives before playback starts).
     """
     rng = np.random.default_rng(seed)
     lead, gap, tail = (int(round(s * RATE_HZ)) for s in (lead_s, gap_s, tail_s))
@@ -194,7 +196,10 @@ def make_test_audio(phrases: tuple[str, ...] = DEFAULT_PHRASES, lead_s: float = 
         noise = _corpus_noise(x.size, rng) if corpus_noise else None
         if noise is None:
             noise = pink_noise(x.size, rng)
-        x = x + noise * 10 ** (noise_dbfs / 20)
+        noise = noise * 10 ** (noise_dbfs / 20)
+        n_fade = min(int(fade_in_s * RATE_HZ), lead)
+        noise[:n_fade] *= np.linspace(0.0, 1.0, n_fade)
+        x = x + noise
     if burst_dbfs is not None:
         half = int(0.3 * RATE_HZ)
         for c in burst_at:
