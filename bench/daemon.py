@@ -394,10 +394,11 @@ def run(args) -> list[str]:
                      f"{lat['offline_starts']}, median distance of a daemon start from an offline one "
                      f"{E.fmt(lat['daemon_vs_offline_start_ms_median'], 1)} ms.\n")
         lines.append(E.markdown_table(
-            ["onset p50 ms", "onset p90", "offset p50", "offset p90", "segments", "missed", "pauses", "bridged",
-             "fragmented", "false starts (non-speech)", "per hour", "messages dropped"],
+            ["onset p50 ms", "onset p90", "offset p50", "offset p90", "segments", "missed", "early", "pauses",
+             "bridged", "fragmented", "false starts (non-speech)", "per hour", "messages dropped"],
             [[E.fmt(s["onset_median_ms"], 0), E.fmt(s["onset_p90_ms"], 0), E.fmt(s["offset_median_ms"], 0),
-              E.fmt(s["offset_p90_ms"], 0), s["segments"], s["missed"], s["pauses"], s["bridged"], s["fragments"],
+              E.fmt(s["offset_p90_ms"], 0), s["segments"], s["missed"], s["early"], s["pauses"], s["bridged"],
+              s["fragments"],
               lat["false_starts"], E.fmt(lat["false_starts_per_hour"], 1), E.fmt(lat["dropped"])]]) + "\n")
     if results["cost"]:
         lines.append(f"Daemon cost (CPU % of one core = CPU seconds / wall seconds; RSS from /proc), "

@@ -106,6 +106,11 @@ def test_event_latency_matching():
     assert st.fragments == 0
     cut = M.event_latency([(0, 1000)], [M.Segment(0, 400, 10, 500), M.Segment(600, 1000, 650, 1100)], 2000)
     assert (cut.fragments, cut.onset_delays, cut.offset_delays) == (1, [10], [100])
+    # a detection known 250 ms before the onset began in the pause: early, no onset delay
+    early = M.event_latency([(8000, 16000)], [M.Segment(3000, 16000, 4000, 17000)], 20000)
+    assert (early.early, early.onset_delays, early.offset_delays) == (1, [], [1000])
+    ok = M.event_latency([(8000, 16000)], [M.Segment(7000, 16000, 5000, 17000)], 20000)
+    assert (ok.early, ok.onset_delays) == (0, [-3000])
     s = st.summary()
     assert s["onset_median_ms"] == pytest.approx(25 / 16)  # median of 100 and -50 samples = 25
     assert s["bridged_fraction"] == pytest.approx(1 / 3)

@@ -278,6 +278,7 @@ class LatencyStats:
     missed: int = 0
     n_pauses: int = 0
     bridged: int = 0
+    early: int = 0
     fragments: int = 0
     false_starts: int = 0
     audio_samples: int = 0
@@ -285,7 +286,7 @@ class LatencyStats:
     def extend(self, other: "LatencyStats") -> "LatencyStats":
         self.onset_delays += other.onset_delays
         self.offset_delays += other.offset_delays
-        for f in ("n_reference", "missed", "n_pauses", "bridged", "fragments", "false_starts", "audio_samples"):
+        for f in ("n_reference", "missed", "n_pauses", "bridged", "early", "fragments", "false_starts", "audio_samples"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         return self
 
@@ -302,20 +303,27 @@ class LatencyStats:
             "missed_fraction": self.missed / self.n_reference if self.n_reference else float("nan"),
             "pauses": self.n_pauses, "bridged": self.bridged,
             "bridged_fraction": self.bridged / self.n_pauses if self.n_pauses else float("nan"),
+            "early": self.early,
+            "early_fraction": self.early / self.n_reference if self.n_reference else float("nan"),
             "fragments": self.fragments,
             "fragments_per_segment": self.fragments / self.n_reference if self.n_reference else float("nan"),
             "false_starts": self.false_starts,
         }
 
 
+EARLY_TOLERANCE_SAMPLES = 3200  # 200 ms
+
+
 def event_latency(reference: Sequence[tuple[int, int]], detected: Sequence[Segment],
-                  n_samples: int) -> LatencyStats:
+                  n_samples: int, early_tolerance: int = EARLY_TOLERANCE_SAMPLES) -> LatencyStats:
     """Match detected segments with labelled ``[start, end)`` reference segments.
 
     - A reference segment that no detection overlaps is *missed*.
     - Onset delay of a reference segment: ``start_known - ref_start`` of the first detection that
       overlaps it, counted only when that detection began after the previous reference segment
-      ended (otherwise it is a continuation, not a new start).
+      ended (otherwise it is a continuation, not a new start). A detection known more than
+      ``early_tolerance`` samples before the labelled onset started in the pause (a false trigger
+      that ran into the speech): it counts as *early*, not as an onset delay.
     - Offset delay: ``end_known - ref_end`` of the last overlapping detection, counted only when
       that detection ends before the next reference segment starts; otherwise the pause after the
       segment is *bridged* (the pauses are the gaps between consecutive reference segments).
@@ -339,7 +347,10 @@ def event_latency(reference: Sequence[tuple[int, int]], detected: Sequence[Segme
         st.fragments += len(hits) - 1
         first, last = det[hits[0]], det[hits[-1]]
         if first.start >= prev_end:
-            st.onset_delays.append(first.start_known - a)
+            if first.start_known < a - early_tolerance:
+                st.early += 1
+            else:
+                st.onset_delays.append(first.start_known - a)
         if next_start is not None and last.end > next_start:
             st.bridged += 1
         else:
