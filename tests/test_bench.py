@@ -55,3 +55,24 @@ def test_bench_quick_smoke(tmp_path, shipped_model):
     assert all(c["cpu_per_audio_s_median"] > 0 for c in comp.values())
     mem = json.loads((out / "results" / "memory.json").read_text())["data"]
     assert mem["baseline_kb"] > 0 and mem["vads"]["vadstream"]["maxrss_kb"] > mem["baseline_kb"]
+
+
+def test_daemon_alignment_recovers_stream_offset(shipped_model):
+    """bench.daemon.align finds where a played file landed in a stream, from per-hop probabilities."""
+    from bench.daemon import WallClock, align
+    from tests.test_bench_corpus import vowel
+    from vadstream.vad import Vad
+
+    rng = np.random.default_rng(3)
+    audio = np.concatenate([np.zeros(8000), vowel(1.0, 130, rng), np.zeros(4000), vowel(1.5, 200, rng),
+                            np.zeros(8000)]).astype(np.float32)
+    audio += (0.002 * rng.standard_normal(audio.size)).astype(np.float32)
+    offset = 16000 + 37 * 16
+    vad = Vad(shipped_model)
+    stream_probs = vad(np.concatenate([np.zeros(offset, dtype=np.float32), audio]))
+    hop = vad.hop_samples
+    daemon_probs = [(k * hop, float(p)) for k, p in enumerate(stream_probs)]
+    found, err = align(daemon_probs, audio, shipped_model, hop, sync_s=5.0)
+    assert found == offset and err < 0.05  # the first hops differ: different context before the file
+    clock = WallClock([(k * hop, 10**9 + k * hop * 62500) for k in range(len(stream_probs))])
+    assert clock(hop * 10 + 8) == pytest.approx(10**9 + (hop * 10 + 8) * 62500)
