@@ -110,7 +110,7 @@ class PulseServer:
 
     def play(self, wav: str | os.PathLike[str]) -> subprocess.Popen:
         """Start playing ``wav`` into the null sink (returns the ``paplay`` process)."""
-        return subprocess.Popen(["paplay", f"--device={SINK}", "--latency-msec=20", str(wav)],
+        return subprocess.Popen(["paplay", f"--device={SINK}", "--latency-msec=200", str(wav)],
                                 env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def play_and_wait(self, wav: str | os.PathLike[str], timeout_s: float = 60.0) -> None:
