@@ -118,6 +118,42 @@ follow scikit-learn's definitions (`vadstream/metrics.py`, numpy only, shared wi
 """
 
 
+def _f(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def headline(docs: dict) -> str:
+    """One table with the figures people ask first, from whatever sections exist."""
+    acc = docs.get("accuracy", {}).get("data", {}).get("vads", {})
+    comp = docs.get("compute", {}).get("data", {}).get("cases", {})
+    mem = docs.get("memory", {}).get("data", {})
+    lat = docs.get("latency", {}).get("data", {}).get("rows", {})
+    names = list(acc) or [n.split(" ")[0] for n in comp]
+    if not names:
+        return ""
+    rows = []
+    for name in dict.fromkeys(names):
+        a = acc.get(name, {}).get("all", {})
+        c = comp.get("vadstream (40 ms chunks)" if name == "vadstream" else name, {})
+        m = mem.get("vads", {}).get(name, {})
+        rss = (m["maxrss_kb"] - mem["baseline_kb"]) / 1024 if "maxrss_kb" in m and mem.get("baseline_kb") else None
+        l = lat.get(f"{name}, common rule", {})
+        rows.append([name, _f(a.get("roc_auc")), _f(a.get("ap")), _f(a.get("f1")), _f(a.get("fpr")),
+                     _f(c.get("cpu_per_audio_s_median"), 5), _f(c.get("ratio_vs_silero"), 2) if name == "vadstream" else "",
+                     _f(rss, 1), _f(l.get("onset_median_ms"), 0), _f(l.get("offset_median_ms"), 0),
+                     _f(l.get("false_starts_per_hour"), 0)])
+    head = ["VAD", "ROC-AUC", "AP", "F1@0.5", "FPR@0.5", "CPU s per audio s", "vs Silero", "RSS MB over Python",
+            "onset p50 ms", "offset p50 ms", "false starts/h"]
+    out = ["## Headline (details in the sections below)\n",
+           "Accuracy on all dev mixtures (every SNR); CPU: one thread, vadstream in 40 ms chunks; latency and "
+           "false starts: offline, common smoothing rule, dev test half.\n",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
 def rebuild(out_dir: Path, model: str | None = None, notes: str = "") -> Path:
     out_dir = Path(out_dir)
     docs = {}
@@ -134,6 +170,10 @@ def rebuild(out_dir: Path, model: str | None = None, notes: str = "") -> Path:
     mi = model_info(model)
     lines.append("- Model: " + ", ".join(f"{k} {v}" for k, v in mi.items()) + ".")
     lines.append("")
+    lines.append(headline(docs))
+    notes_path = out_dir / "notes.md"
+    if not notes and notes_path.is_file() and out_dir.resolve() == Path(__file__).resolve().parent:
+        notes = notes_path.read_text()
     if notes:
         lines.append(notes.rstrip() + "\n")
     for s, doc in docs.items():
