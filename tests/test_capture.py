@@ -268,3 +268,66 @@ def test_device_lost_and_restored(pulse_server, tmp_path):  # noqa: F811
         assert src.stats()["device_losses"] == 1 and src.stats()["state"] == "open"
     finally:
         src.close()
+
+
+def test_device_refusing_16k_opens_at_its_default_rate(pulse_server, tmp_path, monkeypatch):  # noqa: F811
+    """A device that PortAudio will not open at 16 kHz (common for USB mics: 'Invalid sample
+    rate') is opened at its default rate and resampled. The refusal is simulated by making
+    PortAudio's check refuse 16 kHz; the stream itself is real."""
+    import sounddevice as sd
+
+    real_check = sd.check_input_settings
+
+    def refuse_16k(*args, samplerate=None, **kwargs):
+        if samplerate == 16000:
+            raise sd.PortAudioError("Invalid sample rate [PaErrorCode -9997]")
+        return real_check(*args, samplerate=samplerate, **kwargs)
+
+    monkeypatch.setattr(sd, "check_input_settings", refuse_16k)
+    default_rate = int(find_input_device("pulse")["default_samplerate"])
+    assert default_rate != RATE
+    wav = tone_wav(tmp_path / "tone.wav", 48000, 3000.0, 1.0, 0.3)
+    src = open_source(SourceSpec(device="pulse"))
+    try:
+        x = joined(capture_while_playing(src, pulse_server, wav))
+        check_tone(x, 3000.0, 0.3, 1.0)
+        assert src.stats()["device_rate_hz"] == default_rate and src.stats()["resampling"]
+        assert f"at {default_rate} Hz, resampled to 16 kHz" in src.poll_status()[0].message
+    finally:
+        src.close()
+
+
+def test_devices_command_lists_the_pulse_inputs(pulse_server):  # noqa: F811
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "vadstream", "devices"], env=pulse_server.env(),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert "default Hz" in lines[0] and "16k" in lines[0]
+    assert any(" pulse " in line and line.rstrip().endswith("yes") for line in lines), run.stdout
+    run = subprocess.run([sys.executable, "-m", "vadstream", "devices", "--json"], env=pulse_server.env(),
+                         capture_output=True, text=True, timeout=60)
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    pulse = next(r for r in rows if r["name"] == "pulse")
+    assert pulse["channels"] > 0 and pulse["opens_at_16k"] and pulse["default_rate_hz"] > 0
+    assert sum(r["default"] for r in rows) == 1
+
+
+def test_devices_command_without_any_input(tmp_path):
+    """No sound server reachable (and no sound card): a clear message and exit status 1."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "client.conf").write_text("autospawn = no\n")
+    env = dict(os.environ, PULSE_SERVER=f"unix:{tmp_path}/none", PULSE_CLIENTCONFIG=str(tmp_path / "client.conf"))
+    run = subprocess.run([sys.executable, "-m", "vadstream", "devices"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    if run.returncode == 0:
+        pytest.skip("this machine has sound cards PortAudio lists even without a configuration")
+    assert run.returncode == 1
+    assert "PortAudio found no audio input devices" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
