@@ -375,18 +375,21 @@ class CaptureSource(Source):
         if self._state == "closed":
             return None
         deadline = time.monotonic() + max(0.0, timeout_s)
-        poll_s = min(0.01, self.spec.block_ms / 4000.0)
         while True:
             self._check_health()
+            sleep_s = 0.05  # while lost: how often to look again
             if self._state == "open":
                 self._check_overflow()
                 want = max(1, int(self.spec.block_ms * self.rate_hz / 1000.0))
-                if self._ring.available >= want:
+                missing = want - self._ring.available
+                if missing <= 0:
                     break
+                # No lock or event shared with the callback: sleep until the block should be there.
+                sleep_s = max(0.001, missing / self.rate_hz + 0.001)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            time.sleep(min(poll_s, remaining))
+            time.sleep(min(sleep_s, remaining))
         if self._state != "open" or self._ring.available == 0:
             return None
         frames = self._ring.read()
