@@ -200,3 +200,43 @@ def test_device_lost_mid_speech_and_restored(server, tmp_path):
     assert lost.seq < end.seq or end.seq < lost.seq  # both published, in one gapless stream
     kinds = [m.kind for m in col.messages if isinstance(m, Status)]
     assert kinds.count("lost") == 1 and kinds.count("restored") == 1, kinds
+
+
+@pytest.mark.parametrize("server", [16000], indirect=True)
+def test_live_pipe_into_stdin(server, speech_audio, tmp_path):
+    """``parec ... | vadstream run --input -`` (the arecord recipe, with PulseAudio's recorder):
+    events in real time from a live pipe; the recorder ending ends the run with exit 0."""
+    import shutil
+    import subprocess
+
+    if shutil.which("parec") is None:
+        pytest.skip("parec not installed (Debian: pulseaudio-utils)")
+    wav = speech_audio.write_wav(tmp_path / "speech16k.wav", rate_hz=16000)
+    rec = subprocess.Popen(["parec", "--format=s16le", "--rate=16000", "--channels=1",
+                            "--latency-msec=20", f"--device={server.pactl('get-default-source').stdout.strip()}"],
+                           env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ctx = zmq.Context()
+    d = DaemonProcess(tmp_path, "--input", "-", "--wait-subscriber", "20", stdin=rec.stdout, cli=True)
+    rec.stdout.close()  # the daemon holds the pipe now
+    try:
+        col = Collector(d.events, ctx)
+        d.wait_subscribed(ctx)
+        col.wait_for(lambda m: isinstance(m, Heartbeat) and m.sample_index > 8000, timeout_s=20)
+        t_play_ns = time.time_ns()
+        server.play_and_wait(wav, timeout_s=60)
+        time.sleep(1.5)
+        rec.terminate()  # end of input
+        rec.wait(5)
+        assert d.wait(15) == 0, d.stderr()
+        time.sleep(0.2)
+        col.close()
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+        d.kill()
+        ctx.destroy(linger=0)
+    check_stream(col)
+    errors = check_events(col, speech_audio, t_play_ns)
+    print(f"parec | vadstream run --input -: (onset, offset) errors in s per phrase: {errors}")
+    assert all(m.source == "stdin" for m in col.messages)
+    assert isinstance(col.messages[-1], Status) and col.messages[-1].kind == "stopping"
