@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from audio_gen import espeak_missing, make_test_audio, speech_regions, write_wav
-from pulse import PulseServer, pulse_server, pulse_server_16k, use_in_this_process  # noqa: F401
+from pulse import PulseServer, pulse_server, use_in_this_process  # noqa: F401
 from vadstream.capture import CaptureSource, find_input_device
 from vadstream.sources import AudioBlock, SourceError, SourceSpec, open_source
 

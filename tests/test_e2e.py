@@ -28,7 +28,6 @@ from __future__ import annotations
 import signal
 import time
 
-import numpy as np
 import pytest
 import zmq
 

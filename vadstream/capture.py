@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import time
 
-import numpy as np
 
 from vadstream.resample import Resampler
 from vadstream.ringbuffer import RingBuffer
