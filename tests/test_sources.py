@@ -112,16 +112,37 @@ def test_pcm_widths_8_24_32_bit(tmp_path):
         assert np.max(np.abs(y - x)) < (0.01 if width == 1 else 1e-6), width
 
 
-def test_float_wav_through_soundfile(tmp_path):
+@pytest.mark.parametrize("fmt,subtype", [("WAV", "FLOAT"), ("WAV", "DOUBLE"), ("WAVEX", "FLOAT"),
+                                         ("WAVEX", "PCM_24"), ("WAVEX", "PCM_16")])
+def test_float_and_extensible_wav_without_soundfile(tmp_path, fmt, subtype):
+    """Audacity's float WAVs and WAVE_FORMAT_EXTENSIBLE files are read by vadstream's own RIFF
+    reader (the stdlib ``wave`` refuses them before Python 3.12); soundfile only writes them."""
     soundfile = pytest.importorskip("soundfile")
-    x = (0.25 * np.sin(2 * np.pi * 500 * np.arange(22050) / 22050)).astype(np.float32)
-    path = tmp_path / "float.wav"
-    soundfile.write(str(path), x, 22050, subtype="FLOAT")
+    t = np.arange(22050) / 22050
+    x = np.stack([0.25 * np.sin(2 * np.pi * 500 * t), 0.25 * np.sin(2 * np.pi * 500 * t)], 1)
+    path = tmp_path / f"{fmt}-{subtype}.wav"
+    soundfile.write(str(path), x, 22050, format=fmt, subtype=subtype)
+    from vadstream import sources
+
+    reader = sources._open_audio_file(str(path))
+    assert isinstance(reader, (sources._WaveReader, sources._RiffReader)), type(reader)
+    reader.close()
     src = open_source(SourceSpec(input=str(path), realtime=False))
     y = join(read_all(src))
     assert y.size == 16000
     assert abs(tone_amplitude(y[800:-800], 500) - 0.25) < 0.001
-    assert "FLOAT" in src.stats()["format"]
+    assert src.stats()["channels"] == 2
+
+
+def test_flac_through_soundfile(tmp_path):
+    soundfile = pytest.importorskip("soundfile")
+    x = (0.25 * np.sin(2 * np.pi * 500 * np.arange(48000) / 48000)).astype(np.float32)
+    path = tmp_path / "tone.flac"
+    soundfile.write(str(path), x, 48000)
+    src = open_source(SourceSpec(input=str(path), realtime=False))
+    y = join(read_all(src))
+    assert y.size == 16000 and "FLAC" in src.stats()["format"]
+    assert abs(tone_amplitude(y[800:-800], 500) - 0.25) < 0.001
 
 
 def test_realtime_pacing(tmp_path):

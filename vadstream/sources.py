@@ -263,19 +263,86 @@ class _SoundfileReader:
         self._f.close()
 
 
+class _RiffReader:
+    """WAV files the stdlib ``wave`` module refuses before Python 3.12: WAVE_FORMAT_EXTENSIBLE
+    (PCM or float) and IEEE float (format 3, 32/64-bit), as written by Audacity, sox and others."""
+
+    _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
+
+    def __init__(self, path: str):
+        self._f = open(path, "rb")
+        try:
+            self._parse()
+        except Exception:
+            self._f.close()
+            raise
+
+    def _parse(self) -> None:
+        f = self._f
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise wave.Error("file does not start with RIFF id")
+        fmt = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                raise wave.Error("no data chunk")
+            cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if cid == b"fmt ":
+                fmt = f.read(size + (size & 1))
+            elif cid == b"data":
+                break
+            else:
+                f.seek(size + (size & 1), os.SEEK_CUR)
+        if fmt is None or len(fmt) < 16:
+            raise wave.Error("no fmt chunk before the data")
+        tag = int.from_bytes(fmt[0:2], "little")
+        self.channels = int.from_bytes(fmt[2:4], "little")
+        self.rate_hz = int.from_bytes(fmt[4:8], "little")
+        bits = int.from_bytes(fmt[14:16], "little")
+        if tag == self._EXTENSIBLE and len(fmt) >= 26:
+            tag = int.from_bytes(fmt[24:26], "little")  # first two bytes of the subformat GUID
+        if tag not in (self._PCM, self._FLOAT) or bits % 8 or self.channels < 1:
+            raise wave.Error(f"unsupported WAV encoding (format {tag}, {bits}-bit)")
+        self._width = bits // 8
+        self._float = tag == self._FLOAT
+        if self._float and self._width not in (4, 8):
+            raise wave.Error(f"unsupported float WAV width {bits}-bit")
+        self.frames = size // (self._width * self.channels)
+        self._left = self.frames
+        self.format = f"{'float' if self._float else 'PCM'} {bits}-bit WAV"
+
+    def read(self, n: int) -> np.ndarray:
+        n = min(n, self._left)
+        data = self._f.read(n * self._width * self.channels)
+        usable = len(data) - len(data) % (self._width * self.channels)
+        self._left = 0 if usable < n * self._width * self.channels else self._left - n
+        data = data[:usable]
+        if self._float:
+            x = np.frombuffer(data, dtype="<f4" if self._width == 4 else "<f8").astype(np.float32)
+            return x.reshape(-1, self.channels)
+        return pcm_to_float(data, self._width, self.channels)
+
+    def close(self) -> None:
+        self._f.close()
+
+
 def _open_audio_file(path: str):
     if not os.path.exists(path):
         raise SourceError(f"input file not found: {path}")
     if os.path.isdir(path):
         raise SourceError(f"input is a directory, not an audio file: {path}")
     try:
-        return _WaveReader(path)
+        try:
+            return _WaveReader(path)
+        except (wave.Error, EOFError):
+            return _RiffReader(path)
     except (wave.Error, EOFError) as wave_exc:
         try:
             return _SoundfileReader(path)
         except ImportError:
             raise SourceError(
-                f"cannot read {path}: {wave_exc} (PCM WAV is supported; install soundfile for "
+                f"cannot read {path}: {wave_exc} (WAV is supported; install soundfile for "
                 "other formats)") from None
         except Exception as exc:  # soundfile.LibsndfileError and friends
             raise SourceError(f"cannot read {path}: not a supported audio file ({exc})") from None
