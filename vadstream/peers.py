@@ -278,7 +278,9 @@ class VadstreamPeer:
             raise PeerUnavailable(str(exc)) from exc
         self.hop_samples = self.vad.hop_samples
         self.lookahead_samples = self.vad.lookahead_samples
-        self.default_threshold = (detector_config or DetectorConfig()).onset_threshold
+        # Per-hop scores use the model's nominal 0.5 (as for every peer); the detector's onset
+        # threshold is a smoothing setting tuned separately (bench/RESULTS.md).
+        self.default_threshold = 0.5
         self.version = f"{self.vad.spec.name} {self.vad.spec.version}"
         self.detector = Detector(self.hop_samples, detector_config or DetectorConfig()) if with_detector else None
         self.events: list = []
