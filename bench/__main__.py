@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated VADs (default: vadstream,silero,ten,webrtc-0..3 for accuracy; "
                         "vadstream,silero,ten,webrtc-3 for compute/memory)")
     p.add_argument("--seed", type=int, default=None, help="mixing seed (default: vadstream evaluate's)")
+    p.add_argument("--detector", choices=["defaults", "recommended"], default="defaults",
+                   help="daemon: run it with DetectorConfig's defaults, or with the settings recommended by "
+                        "the last tuning (results/tuning.json) passed as flags")
     p.add_argument("--nonspeech-minutes", type=float, default=10.0,
                    help="daemon latency: minutes of non-speech to play for false starts (default 10)")
     return p

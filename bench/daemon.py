@@ -141,6 +141,12 @@ class DaemonRun:
         self.server.stop()
 
 
+DETECTOR_FLAGS = {"onset_threshold": "--onset", "offset_threshold": "--offset", "min_speech_ms": "--min-speech-ms",
+                  "min_silence_ms": "--min-silence-ms", "max_speech_s": "--max-speech-s",
+                  "speech_pad_ms": "--speech-pad-ms"}
+DETECTOR_ARGS: list[str] = []  # flags for the daemon's detector (empty: its defaults)
+
+
 def start_daemon(tmp: Path, rate_hz: int, model: str | None, prob: bool = True) -> DaemonRun:
     PulseServer, why = harness()
     if PulseServer is None:
@@ -154,6 +160,7 @@ def start_daemon(tmp: Path, rate_hz: int, model: str | None, prob: bool = True) 
         cmd += ["--model", str(model)]
     if prob:
         cmd += ["--prob"]
+    cmd += DETECTOR_ARGS
     env = server.env()
     env.pop("NOTIFY_SOCKET", None)
     env["PYTHONUNBUFFERED"] = "1"
@@ -333,6 +340,16 @@ def run(args) -> list[str]:
 
     model = str(args.model or DEFAULT_MODEL_PATH)
     cmd = report.command_line()
+    cfg = DetectorConfig()
+    DETECTOR_ARGS.clear()
+    if getattr(args, "detector", "defaults") == "recommended":
+        import json
+
+        tuning = Path(args.out) / "results" / "tuning.json"
+        rec = json.loads(tuning.read_text())["data"]["recommended"]
+        cfg = cfg.replace(**rec)
+        for key, flag in DETECTOR_FLAGS.items():
+            DETECTOR_ARGS.extend([flag, str(rec[key])])
     PulseServer, why = harness()
     if PulseServer is None:
         md = f"## Through the real daemon\n\nNot measured: {why}.\n"
@@ -386,7 +403,8 @@ def run(args) -> list[str]:
             except Exception as exc:  # noqa: BLE001
                 results["errors"].append(f"cost {rate} Hz: {type(exc).__name__}: {exc}")
         lat_thread.join()
-    cfg = DetectorConfig()
+    which = "the settings recommended by the tuning section, passed as flags" if DETECTOR_ARGS else \
+        "the defaults in `DetectorConfig` at run time"
     lines = ["## Through the real daemon (PulseAudio -> `vadstream run` -> ZeroMQ)\n",
              "A private PulseAudio server (`tests/pulse.py`) with a null sink; `vadstream run --device pulse "
              "--samplerate RATE --prob` captures its monitor through PortAudio; `paplay` plays the test audio "
@@ -395,7 +413,7 @@ def run(args) -> list[str]:
              "timestamps) to the arrival of `speech_start`/`speech_end` at the subscriber: model lookahead, "
              "detector, processing and transport; not the harness's playback path. The file's position in "
              "the daemon's stream is found by matching the daemon's published per-hop probabilities with "
-             "offline ones at 1 ms sub-hop shifts. Detector: the defaults in `DetectorConfig` at run time "
+             f"offline ones at 1 ms sub-hop shifts. Detector: {which} "
              f"(onset {cfg.onset_threshold:g}, offset {cfg.offset_threshold:g}, min speech {cfg.min_speech_ms:g} ms, "
              f"hangover {cfg.min_silence_ms:g} ms, pad {cfg.speech_pad_ms:g} ms).\n"]
     lat = results["latency"]
