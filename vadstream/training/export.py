@@ -16,12 +16,19 @@ OPSET = 17
 
 
 def export_onnx(net, spec: ModelSpec, path: str | os.PathLike[str]) -> Path:
-    """Write ``net`` (eval mode, sigmoid output) as ONNX with a dynamic batch axis and ``spec`` metadata."""
+    """Write ``net`` (eval mode, sigmoid output) as ONNX with a dynamic batch axis and ``spec`` metadata.
+
+    A :class:`~vadstream.training.net.VadNet` is exported through
+    :class:`~vadstream.training.net.ExportNet` (BatchNorm and window mean folded into convolutions)."""
     import torch
+
+    from vadstream.training.net import ExportNet, VadNet
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = net.eval()
+    if isinstance(net, VadNet) and not (net.cfg.global_stats or net.cfg.local_frames):
+        net = ExportNet(net).eval()  # same function, fewer/faster ONNX operators
     dummy = torch.zeros(1, spec.context_frames, spec.features.numcep)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices

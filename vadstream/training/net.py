@@ -30,6 +30,8 @@ class NetConfig:
     strides: tuple[int, ...] = (2, 2, 2)
     hidden: int = 32
     window_cmn: bool = True
+    local_frames: int | None = None  # convolve only the last N frames (None: the whole window)
+    global_stats: bool = False  # mean/min/max of each coefficient over the whole window -> FC
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -41,9 +43,13 @@ class NetConfig:
             data[key] = tuple(data[key])
         return cls(**data)
 
+    @property
+    def conv_frames(self) -> int:
+        return self.local_frames or self.context_frames
+
     def lengths(self) -> list[int]:
         """Time length after each convolution (no padding)."""
-        n = self.context_frames
+        n = self.conv_frames
         out = []
         for k, s in zip(self.kernels, self.strides):
             n = (n - k) // s + 1
@@ -59,7 +65,7 @@ class NetConfig:
         for c_out, k, n in zip(self.channels, self.kernels, self.lengths()):
             total += n * c_out * c_in * k
             c_in = c_out
-        flat = c_in * self.lengths()[-1]
+        flat = c_in * self.lengths()[-1] + (3 * self.numcep if self.global_stats else 0)
         total += flat * self.hidden + self.hidden * self.outputs
         return total
 
@@ -74,15 +80,20 @@ class VadNet(nn.Module):
             layers += [nn.Conv1d(c_in, c_out, k, stride=s, bias=False), nn.BatchNorm1d(c_out), nn.ReLU()]
             c_in = c_out
         self.convs = nn.Sequential(*layers)
-        self.flat = c_in * cfg.lengths()[-1]
+        self.flat = c_in * cfg.lengths()[-1] + (3 * cfg.numcep if cfg.global_stats else 0)
         self.fc = nn.Sequential(nn.Linear(self.flat, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.outputs))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
         x = x.transpose(1, 2)  # [B, numcep, T]
-        if self.cfg.window_cmn:
-            x = torch.cat([x, x - x.mean(dim=2, keepdim=True)], dim=1)
-        x = self.convs(x)
-        return self.fc(x.flatten(1))
+        mean = x.mean(dim=2, keepdim=True)
+        local = x[:, :, -cfg.local_frames:] if cfg.local_frames else x
+        if cfg.window_cmn:
+            local = torch.cat([local, local - mean], dim=1)
+        h = self.convs(local).flatten(1)
+        if cfg.global_stats:
+            h = torch.cat([h, mean.flatten(1), x.amin(dim=2), x.amax(dim=2)], dim=1)
+        return self.fc(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(x))
@@ -90,3 +101,65 @@ class VadNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+class ExportNet(nn.Module):
+    """The same function as a trained :class:`VadNet` (eval mode), rearranged for fast inference.
+
+    ONNX Runtime's cost at this size is mostly per operator, so export folds what it can:
+    BatchNorm into the convolutions; the per-window mean removal into the first convolution
+    (conv over [x, x - mean] = conv_(W1+W2)(x) - conv_W2(mean), and conv_W2(mean) is one
+    full-window convolution of x); the input transpose into 2-D convolutions whose kernels span
+    all cepstra ([B, 1, T, numcep], an Unsqueeze instead of a Transpose). Global statistics and
+    local windows are not supported here (VadNet is used as is for those).
+    """
+
+    def __init__(self, net: VadNet):
+        super().__init__()
+        cfg = net.cfg
+        if cfg.global_stats or cfg.local_frames:
+            raise ValueError("ExportNet supports whole-window convolutions without global statistics")
+        self.cfg = cfg
+        convs = [m for m in net.convs if isinstance(m, nn.Conv1d)]
+        bns = [m for m in net.convs if isinstance(m, nn.BatchNorm1d)]
+        numcep, t = cfg.numcep, cfg.context_frames
+        scales, shifts = [], []
+        for bn in bns:
+            a = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+            scales.append(a)
+            shifts.append(bn.bias.detach() - a * bn.running_mean)
+        w0 = convs[0].weight.detach()  # [C, numcep * (2 if cmn), k]
+        a0 = scales[0]
+        k0, s0 = cfg.kernels[0], cfg.strides[0]
+        first = nn.Conv2d(1, w0.shape[0], (k0, numcep), stride=(s0, 1), bias=True)
+        if cfg.window_cmn:
+            w1, w2 = w0[:, :numcep], w0[:, numcep:]
+            fused = w1 + w2
+            corr = nn.Conv2d(1, w0.shape[0], (t, numcep), bias=False)
+            # conv_W2(mean) at any position = sum_i (sum_k W2[c,i,k]) * mean_i, mean_i = sum_t x[t,i] / T
+            s = w2.sum(dim=2)  # [C, numcep]
+            corr.weight.data = (a0[:, None] * s / t)[:, None, None, :].expand(-1, 1, t, -1).clone()
+            self.corr = corr
+        else:
+            fused = w0
+            self.corr = None
+        first.weight.data = (a0[:, None, None] * fused).permute(0, 2, 1)[:, None].clone()  # [C,1,k,numcep]
+        first.bias.data = shifts[0].clone()
+        self.first = first
+        rest = []
+        for conv, a, b in zip(convs[1:], scales[1:], shifts[1:]):
+            c = nn.Conv1d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, bias=True)
+            c.weight.data = a[:, None, None] * conv.weight.detach()
+            c.bias.data = b.clone()
+            rest += [c, nn.ReLU()]
+        self.rest = nn.Sequential(*rest)
+        self.fc = net.fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(1)  # [B, 1, T, numcep]
+        h = self.first(x)  # [B, C, L, 1]
+        if self.corr is not None:
+            h = h - self.corr(x)  # [B, C, 1, 1] broadcast over L
+        h = torch.relu(h).squeeze(3)
+        h = self.rest(h)
+        return torch.sigmoid(self.fc(h.flatten(1)))

@@ -38,6 +38,23 @@ class Corpus:
     speech_names: list[str]
     noise_names: list[str]
 
+    _speech_p: np.ndarray | None = None
+
+    def speech_probabilities(self) -> np.ndarray:
+        """Sampling probability of each speech clip: a set's share grows with the square root of
+        its minutes, clips within a set are equally likely (many one-word clips of one set do not
+        crowd out the long read-speech utterances of another)."""
+        if self._speech_p is None or self._speech_p.size != len(self.speech):
+            sets = [n.split("/")[0] for n in self.speech_names]
+            minutes: dict[str, float] = {}
+            counts: dict[str, int] = {}
+            for name, clip in zip(sets, self.speech):
+                minutes[name] = minutes.get(name, 0.0) + clip.size / SAMPLE_RATE_HZ / 60
+                counts[name] = counts.get(name, 0) + 1
+            w = np.array([np.sqrt(minutes[name]) / counts[name] for name in sets])
+            self._speech_p = w / w.sum()
+        return self._speech_p
+
     @property
     def minutes(self) -> tuple[float, float]:
         return (sum(x.size for x in self.speech) / SAMPLE_RATE_HZ / 60,
@@ -122,7 +139,7 @@ def _speech_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tuple[np.
     labels = np.zeros(n, dtype=bool)
     pos = int(rng.uniform(0.0, 1.5) * SAMPLE_RATE_HZ)
     while pos < n:
-        clip = corpus.speech[int(rng.integers(len(corpus.speech)))]
+        clip = corpus.speech[int(rng.choice(len(corpus.speech), p=corpus.speech_probabilities()))]
         if clip.size > 4 * SAMPLE_RATE_HZ and rng.random() < 0.5:  # a random excerpt of a long utterance
             length = int(rng.uniform(1.0, 4.0) * SAMPLE_RATE_HZ)
             start = int(rng.integers(0, clip.size - length))

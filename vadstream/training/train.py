@@ -33,7 +33,7 @@ DEFAULT_DATA = Path(os.environ.get("VADSTREAM_DATA", REPO.parent / "shared" / "d
 FRAMES_PER_HOP = 2
 OUTPUTS_PER_INFERENCE = 2
 SCENE_S = 8.0
-CACHE_FORMAT = 3  # bump when scene generation changes, so old caches are not reused
+CACHE_FORMAT = 5  # bump when scene generation changes, so old caches are not reused
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -51,10 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=str(REPO / "models" / "vadstream.onnx"), help="ONNX file to write")
     parser.add_argument("--run-dir", default=None, help="checkpoints, log and report (default: runs/<out stem>)")
     parser.add_argument("--cache-dir", default=str(REPO / "cache" / "train"), help="feature cache")
-    parser.add_argument("--hours", type=float, default=12.0, help="hours of augmented training scenes")
+    parser.add_argument("--hours", type=float, default=40.0, help="hours of augmented training scenes")
     parser.add_argument("--val-hours", type=float, default=0.7, help="hours of validation scenes")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="fraction of train files held out")
-    parser.add_argument("--minutes", type=float, default=25.0, help="training time limit (after data)")
+    parser.add_argument("--minutes", type=float, default=28.0, help="training time limit (after data)")
     parser.add_argument("--epochs", type=float, default=None, help="passes over the training windows (default: "
                         "as many as --minutes allows, estimated from the first steps)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -62,13 +62,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine is shared)")
     parser.add_argument("--workers", type=int, default=2, help="processes generating scenes")
-    parser.add_argument("--context-frames", type=int, default=48)
+    parser.add_argument("--context-frames", type=int, default=96)
     parser.add_argument("--lookahead-frames", type=int, default=1, choices=(0, 1))
     parser.add_argument("--channels", type=_ints, default=(24, 32, 32))
-    parser.add_argument("--kernels", type=_ints, default=(5, 3, 3))
-    parser.add_argument("--strides", type=_ints, default=(2, 2, 2))
+    parser.add_argument("--kernels", type=_ints, default=(6, 3, 3))
+    parser.add_argument("--strides", type=_ints, default=(3, 2, 2))
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--no-window-cmn", dest="window_cmn", action="store_false")
+    parser.add_argument("--local-frames", type=int, default=None,
+                        help="convolve only the last N frames of the window (default: all)")
+    parser.add_argument("--global-stats", action="store_true",
+                        help="feed per-coefficient mean/min/max over the whole window to the classifier")
     parser.add_argument("--numcep", type=int, default=13)
     parser.add_argument("--nfilt", type=int, default=26)
     parser.add_argument("--version", default="1.0", help="model version stored in the metadata")
@@ -133,7 +137,8 @@ class Windows:
     """Normalised scene features with ``context`` zero rows in front; gathers model windows.
 
     Group ``g`` of scene ``s`` (hops 2g, 2g+1) sees frames ``last-C+1 .. last`` with
-    ``last = 4g + 3 + L``, exactly the runtime's geometry (zeros before the stream start)."""
+    ``last = 4g + 3 + L``, exactly the runtime's geometry (zeros before the stream start, the last
+    frame repeated past its end)."""
 
     def __init__(self, feats: np.ndarray, targets: np.ndarray, mean: np.ndarray, std: np.ndarray,
                  context: int, lookahead: int):
@@ -142,15 +147,19 @@ class Windows:
         s, t, c = feats.shape
         self.context, self.lookahead = context, lookahead
         self.group_frames = FRAMES_PER_HOP * OUTPUTS_PER_INFERENCE
-        padded = np.zeros((s, context + t, c), dtype=np.float32)
-        padded[:, context:] = (feats - mean) / std
+        # Like Vad.flush(): the groups covering the last hops see frames past the end of the stream.
+        self.groups = -(-targets.shape[1] // OUTPUTS_PER_INFERENCE)
+        tail = max(0, self.groups * self.group_frames + lookahead - t)
+        padded = np.zeros((s, context + t + tail, c), dtype=np.float32)
+        padded[:, context:context + t] = (feats - mean) / std
+        if tail:  # as Vad.flush(): the missing lookahead past the end repeats the last frame
+            padded[:, context + t:] = padded[:, context + t - 1: context + t]
         self.flat = torch.from_numpy(padded.reshape(-1, c))
-        self.row_stride = context + t
-        groups_by_frames = (t - 1 - (self.group_frames - 1) - lookahead) // self.group_frames + 1
-        groups_by_hops = targets.shape[1] // OUTPUTS_PER_INFERENCE
-        self.groups = min(groups_by_frames, groups_by_hops)
+        self.row_stride = context + t + tail
         self.scenes = s
-        tg = targets[:, : self.groups * OUTPUTS_PER_INFERENCE].reshape(s, self.groups, OUTPUTS_PER_INFERENCE)
+        tg = np.zeros((s, self.groups * OUTPUTS_PER_INFERENCE), dtype=np.float32)
+        tg[:, : targets.shape[1]] = targets
+        tg = tg.reshape(s, self.groups, OUTPUTS_PER_INFERENCE)
         self.targets = torch.from_numpy(np.ascontiguousarray(tg.reshape(-1, OUTPUTS_PER_INFERENCE)))
         self._offsets = torch.arange(context)
 
@@ -240,7 +249,7 @@ def main(args: argparse.Namespace) -> int:
     hop_samples = FRAMES_PER_HOP * feat_cfg.step_samples
     net_cfg = NetConfig(numcep=feat_cfg.numcep, context_frames=args.context_frames, outputs=OUTPUTS_PER_INFERENCE,
                         channels=args.channels, kernels=args.kernels, strides=args.strides, hidden=args.hidden,
-                        window_cmn=args.window_cmn)
+                        window_cmn=args.window_cmn, local_frames=args.local_frames, global_stats=args.global_stats)
     net_cfg.lengths()  # validates the geometry early
 
     # 1. corpus, split by file
@@ -327,20 +336,27 @@ def main(args: argparse.Namespace) -> int:
     eval_every = max(1, total_steps // n_evals)
     log(f"training: {step_s * 1000:.1f} ms/step, {total_steps} steps of {args.batch_size} "
         f"({total_steps / steps_per_epoch:.2f} epochs), validation every {eval_every}")
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, (s + probe) / total_steps))))
+
+    def set_lr() -> None:
+        # Cosine decay over the planned steps or the time limit, whichever runs out first (the
+        # machine is shared, so the step rate measured at the start is only an estimate).
+        frac = step / total_steps
+        if args.epochs is None:
+            frac = max(frac, (time.time() - t_train) / limit_s)
+        for group in opt.param_groups:
+            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
     best = {"score": -1.0}
     history = []
     step = probe
     running = 0.0
     while step < total_steps:
+        set_lr()
         idx = torch.randint(len(train_w), (args.batch_size,), generator=gen)
         x, y = train_w.batch(idx)
         loss = loss_fn(net.logits(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sched.step()
         running = 0.98 * running + 0.02 * loss.item() if step > probe else loss.item()
         step += 1
         out_of_time = time.time() - t_train > limit_s and args.epochs is None

@@ -1,0 +1,143 @@
+"""ONNX export: same numbers as PyTorch, runtime contract, training geometry == runtime geometry,
+and the shipped model's behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vadstream.features import FeatureConfig, mfcc
+from vadstream.model import ModelSpec, OnnxModel
+from vadstream.vad import Vad
+
+SR = 16000
+
+
+def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    phase = 2 * np.pi * np.cumsum(130 * (1 + 0.1 * np.sin(2 * np.pi * 1.5 * t))) / SR
+    x = sum(np.sin(h * phase) / h for h in range(1, 12)) * np.abs(np.sin(2 * np.pi * 2 * t))
+    return (0.2 * x + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A small randomly initialised net with non-trivial BatchNorm statistics, exported."""
+    torch = pytest.importorskip("torch")
+    from vadstream.training.export import export_onnx
+    from vadstream.training.net import NetConfig, VadNet
+
+    torch.manual_seed(0)
+    cfg = NetConfig(context_frames=40, channels=(8, 16, 16), hidden=16)
+    net = VadNet(cfg)
+    net.train()
+    with torch.no_grad():
+        for _ in range(5):
+            net(torch.randn(64, cfg.context_frames, cfg.numcep) * 2 + 0.5)
+    net.eval()
+    feats = mfcc(speechlike(3.0), FeatureConfig())
+    # std floored at a realistic size (trained models: 10-19): a tiny std from one synthetic signal
+    # would blow normalised features up to ~1e3 and test float32 rounding instead of the export
+    spec = ModelSpec(features=FeatureConfig(), frames_per_hop=2, context_frames=cfg.context_frames, lookahead_frames=1,
+                     outputs_per_inference=2, norm_mean=tuple(feats.mean(0)), norm_std=tuple(np.maximum(feats.std(0), 5.0)),
+                     name="test", version="t")
+    path = tmp_path_factory.mktemp("export") / "net.onnx"
+    export_onnx(net, spec, path)
+    return net, spec, path
+
+
+def test_onnx_matches_torch_on_random_and_real_windows(exported):
+    import torch
+
+    net, spec, path = exported
+    model = OnnxModel(path)
+    rng = np.random.default_rng(1)
+    random = rng.standard_normal((32, spec.context_frames, 13)).astype(np.float32) * 3
+    feats = mfcc(speechlike(2.0, seed=2), spec.features)
+    norm = ((feats - np.array(spec.norm_mean)) / np.array(spec.norm_std)).astype(np.float32)
+    real = np.stack([norm[i:i + spec.context_frames] for i in range(0, norm.shape[0] - spec.context_frames, 7)])
+    for x in (random, real, random[:1]):
+        with torch.no_grad():
+            want = net(torch.from_numpy(x)).numpy()
+        got = model(x)
+        assert got.shape == (x.shape[0], 2)
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert np.ptp(model(real)) > 1e-3  # not a constant function
+
+
+def test_metadata_roundtrip(exported):
+    _, spec, path = exported
+    assert OnnxModel(path).spec == spec
+
+
+def test_training_windows_equal_runtime_windows(exported):
+    """The training code cuts windows exactly as Vad feeds them (same frames, same padding)."""
+    from vadstream.training.train import Windows, predict
+
+    net, spec, path = exported
+    audio = speechlike(1.37, seed=3)
+    feats = mfcc(audio, spec.features).astype(np.float32)
+    n_hops = int(np.ceil(audio.size / 320))
+    w = Windows(feats[None], np.zeros((1, n_hops), np.float32), np.array(spec.norm_mean), np.array(spec.norm_std),
+                spec.context_frames, spec.lookahead_frames)
+    train_probs = predict(net, w)
+    runtime = Vad(path)(audio)
+    assert len(train_probs) == 2 * int(np.ceil(n_hops / 2)) and len(runtime) == n_hops
+    # every hop, the flushed ones at the end (last frame repeated past the stream end) included
+    np.testing.assert_allclose(runtime, train_probs[:n_hops], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- shipped model
+
+def test_shipped_model_contract(shipped_model):
+    model = OnnxModel(shipped_model)
+    spec = model.spec
+    assert spec.frames_per_hop == 2 and spec.outputs_per_inference == 2
+    assert spec.hop_samples == 320
+    assert Vad(model).lookahead_samples <= 800  # <= 50 ms
+    assert shipped_model.stat().st_size <= 1_000_000
+    assert spec.features.numcep == len(spec.norm_mean)
+    from vadstream.features import mel_filterbank
+
+    assert (mel_filterbank(spec.features).sum(axis=1) > 0).all(), "a mel filter has no FFT bins"
+
+
+def test_shipped_model_streaming_equals_offline(shipped_model):
+    audio = np.concatenate([np.zeros(4000, np.float32), speechlike(2.5, seed=4), np.zeros(3000, np.float32)])
+    vad = Vad(shipped_model)
+    offline = vad(audio)
+    rng = np.random.default_rng(5)
+    pieces, pos = [], 0
+    while pos < audio.size:
+        n = int(rng.integers(1, 1500))
+        pieces.append(vad.process(audio[pos:pos + n]))
+        pos += n
+    pieces.append(vad.flush())
+    np.testing.assert_allclose(np.concatenate(pieces), offline, atol=1e-6)
+    assert offline.size == int(np.ceil(audio.size / 320))
+
+
+def test_shipped_model_digital_silence_is_not_speech(shipped_model):
+    vad = Vad(shipped_model)
+    assert vad(np.zeros(3 * SR, np.float32)).max() < 0.1
+    dither = (np.random.default_rng(6).standard_normal(3 * SR) * 3e-5).astype(np.float32)  # ~-90 dBFS
+    assert vad(dither).max() < 0.2
+    assert vad(np.zeros(3 * SR, np.int16)).max() < 0.1
+
+
+@pytest.mark.corpus
+def test_shipped_model_separates_speech_from_silence_on_corpus(shipped_model, shared_data):
+    from vadstream.training.data import build_eval_set
+    from vadstream.training.train import roc_auc
+
+    items = build_eval_set(shared_data, "dev", 10.0, seed=0)[:6]
+    vad = Vad(shipped_model)
+    probs, labels = [], []
+    for item in items:
+        p = vad(item.audio)
+        centres = np.minimum(np.arange(p.size) * 320 + 160, item.audio.size - 1)
+        probs.append(p)
+        labels.append(item.speech[centres])
+    auc = roc_auc(np.concatenate(labels), np.concatenate(probs))
+    assert auc > 0.85

@@ -1,0 +1,117 @@
+"""Checks on the TRAIN split's validation slice (never ``dev``): labels against Silero VAD, and a
+model against Silero on validation mixtures, per condition.
+
+    python -m vadstream.training.checks labels            # speech_mask vs Silero on clean clips
+    python -m vadstream.training.checks compare [MODEL]   # AUC/AP per SNR, model vs Silero
+
+Used while developing (model choices, label parameters); the honest numbers are ``vadstream
+evaluate`` on ``dev``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from vadstream.training.data import concat_utterances, fit_noise, load_audio, mix_at_snr, speech_mask
+from vadstream.training.scenes import corpus_paths
+from vadstream.training.train import DEFAULT_DATA, average_precision, roc_auc
+
+
+def hop_probs(vad, audio: np.ndarray) -> tuple[np.ndarray, int]:
+    """Offline probabilities of a vadstream Vad or a peer, and its hop size in samples."""
+    if hasattr(vad, "spec"):
+        return vad(audio), vad.hop_samples
+    vad.reset()
+    return np.concatenate([vad.process(audio), vad.flush()]), vad.hop_samples
+
+
+def centre_labels(speech: np.ndarray, n: int, hop: int) -> np.ndarray:
+    return speech[np.minimum(np.arange(n) * hop + hop // 2, speech.size - 1)]
+
+
+def check_labels(data_root: Path, limit: int) -> None:
+    from vadstream.peers import SileroPeer
+
+    silero = SileroPeer()
+    speech, _ = corpus_paths(data_root, [], [], "val")
+    by_set: dict[str, list] = {}
+    for p in speech[:limit]:
+        x = load_audio(p)
+        x = np.concatenate([np.zeros(8000, np.float32), x, np.zeros(8000, np.float32)])
+        mask = speech_mask(x)
+        probs, hop = hop_probs(silero, x)
+        lab = centre_labels(mask, probs.size, hop)
+        by_set.setdefault(p.parent.name, []).append((lab, probs))
+    print("set          clips  label-speech  silero>0.5  agree  silero-AUC-vs-labels")
+    for name, rows in sorted(by_set.items()):
+        lab = np.concatenate([r[0] for r in rows])
+        pr = np.concatenate([r[1] for r in rows])
+        print(f"{name:12s} {len(rows):5d}  {lab.mean():12.3f}  {np.mean(pr > 0.5):10.3f}  "
+              f"{np.mean(lab == (pr > 0.5)):5.3f}  {roc_auc(lab, pr):.3f}")
+
+
+def compare(data_root: Path, model: str | None, snrs=(-5.0, 0.0, 10.0, None), seed: int = 7) -> None:
+    from vadstream.peers import SileroPeer
+    from vadstream.vad import Vad
+
+    vads = {"vadstream": Vad(model), "silero": SileroPeer()}
+    speech, noise = corpus_paths(data_root, [], [], "val")
+    rng = np.random.default_rng(seed)
+    groups = [speech[i:i + 8] for i in range(0, len(speech), 8)]
+    clean_items = [concat_utterances((load_audio(p) for p in g), rng) for g in groups]
+    noises = [load_audio(p) for p in noise]
+    rows = []
+    for snr in snrs:
+        items = []
+        for k, (clean, mask) in enumerate(clean_items):
+            if snr is None:
+                items.append((clean, mask))
+            else:
+                n = fit_noise(noises[k % len(noises)], clean.size, np.random.default_rng([seed, k]))
+                items.append((mix_at_snr(clean, mask, n, snr), mask))
+        rows.append(("clean" if snr is None else f"{snr:g} dB", items))
+    rows.append(("non-speech", [(x, np.zeros(x.size, bool)) for x in noises]))
+    print(f"{'condition':12s} " + "  ".join(f"{n + ' AUC':>14s} {n + ' AP':>12s} {'FPR@.5':>7s}" for n in vads))
+    speech_rows = {n: ([], []) for n in vads}
+    for cond, items in rows:
+        line = f"{cond:12s} "
+        for name, vad in vads.items():
+            labs, prs = [], []
+            for audio, mask in items:
+                p, hop = hop_probs(vad, audio)
+                labs.append(centre_labels(mask, p.size, hop))
+                prs.append(p)
+            lab, pr = np.concatenate(labs), np.concatenate(prs)
+            if cond != "non-speech":
+                speech_rows[name][0].append(lab)
+                speech_rows[name][1].append(pr)
+            fpr = float(np.mean(pr[~lab] > 0.5)) if (~lab).any() else float("nan")
+            line += f"  {roc_auc(lab, pr):14.4f} {average_precision(lab, pr):12.4f} {fpr:7.3f}"
+        print(line, flush=True)
+    line = f"{'all mixtures':12s} "
+    for name in vads:
+        lab, pr = np.concatenate(speech_rows[name][0]), np.concatenate(speech_rows[name][1])
+        line += f"  {roc_auc(lab, pr):14.4f} {average_precision(lab, pr):12.4f} {np.mean(pr[~lab] > 0.5):7.3f}"
+    print(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vadstream.training.checks", description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("labels", "compare"))
+    parser.add_argument("model", nargs="?", default=None)
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--limit", type=int, default=400)
+    args = parser.parse_args(argv)
+    if args.what == "labels":
+        check_labels(args.data_root, args.limit)
+    else:
+        compare(args.data_root, args.model)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
