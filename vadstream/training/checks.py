@@ -3,6 +3,7 @@ model against Silero on validation mixtures, per condition.
 
     python -m vadstream.training.checks labels            # speech_mask vs Silero on clean clips
     python -m vadstream.training.checks compare [MODEL]   # AUC/AP per SNR, model vs Silero
+    python -m vadstream.training.checks speed [MODEL]     # µs per inference, CPU per audio second
 
 Used while developing (model choices, label parameters); the honest numbers are ``vadstream
 evaluate`` on ``dev``.
@@ -99,15 +100,56 @@ def compare(data_root: Path, model: str | None, snrs=(-5.0, 0.0, 10.0, None), se
     print(line)
 
 
+def speed(model: str | None, seconds: float = 60.0, rounds: int = 5) -> None:
+    """Single-thread cost: one ONNX call (min of interleaved repeats) and the whole streaming
+    pipeline (MFCC + windows + ONNX) per second of audio fed in 40 ms blocks, next to Silero."""
+    import time
+    import timeit
+
+    from vadstream.model import OnnxModel
+    from vadstream.vad import Vad
+
+    onnx = OnnxModel(model)
+    x = np.random.default_rng(0).standard_normal((1, onnx.spec.context_frames, onnx.spec.features.numcep))
+    x = x.astype(np.float32)
+    best_call = min(timeit.timeit(lambda: onnx(x), number=2000, timer=time.process_time) / 2000
+                    for _ in range(rounds * 4))
+    audio = (np.random.default_rng(1).standard_normal(int(seconds * 16000)) * 0.05).astype(np.float32)
+    block = 640
+
+    def pipeline_cost(vad) -> float:
+        best = float("inf")
+        for _ in range(rounds):
+            vad.reset()
+            t0 = time.process_time()
+            for i in range(0, audio.size, block):
+                vad.process(audio[i:i + block])
+            best = min(best, (time.process_time() - t0) / seconds)
+        return best
+
+    ours = pipeline_cost(Vad(model))
+    print(f"vadstream ONNX call: {best_call * 1e6:.1f} us CPU (min of {rounds * 4} x 2000 calls, 1 thread)")
+    print(f"vadstream pipeline: {ours * 1e3:.2f} ms CPU per audio second (40 ms blocks, min of {rounds})")
+    try:
+        from vadstream.peers import SileroPeer
+
+        sil = pipeline_cost(SileroPeer())
+        print(f"silero pipeline:    {sil * 1e3:.2f} ms CPU per audio second; ratio vadstream/silero {ours / sil:.2f}")
+    except Exception as exc:  # the peer is optional here
+        print(f"silero not measured: {exc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vadstream.training.checks", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("labels", "compare"))
+    parser.add_argument("what", choices=("labels", "compare", "speed"))
     parser.add_argument("model", nargs="?", default=None)
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--limit", type=int, default=400)
     args = parser.parse_args(argv)
     if args.what == "labels":
         check_labels(args.data_root, args.limit)
+    elif args.what == "speed":
+        speed(args.model)
     else:
         compare(args.data_root, args.model)
     return 0
