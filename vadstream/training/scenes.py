@@ -155,10 +155,17 @@ def _speech_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tuple[np.
     return audio, labels
 
 
-def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented scene: (float32 audio, bool per-sample speech labels)."""
+DEFAULT_NONSPEECH_SHARE = 0.27
+SILENCE_SHARE = 0.08
+
+
+def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0,
+               nonspeech_share: float = DEFAULT_NONSPEECH_SHARE) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented scene: (float32 audio, bool per-sample speech labels); ``nonspeech_share`` of
+    the scenes are non-speech only, 8 % near silence, the rest speech."""
     n = int(scene_s * SAMPLE_RATE_HZ)
-    kind = rng.choice(["speech", "nonspeech", "silence"], p=[0.65, 0.27, 0.08])
+    kind = rng.choice(["speech", "nonspeech", "silence"],
+                      p=[1.0 - nonspeech_share - SILENCE_SHARE, nonspeech_share, SILENCE_SHARE])
     labels = np.zeros(n, dtype=bool)
     if kind == "speech" and corpus.speech:
         speech, labels = _speech_track(rng, corpus, n)
@@ -249,12 +256,12 @@ class SceneBatch:
 
 
 def scene_features(rng: np.random.Generator, corpus: Corpus, n_scenes: int, scene_s: float, cfg: FeatureConfig,
-                   hop_samples: int) -> SceneBatch:
+                   hop_samples: int, nonspeech_share: float = DEFAULT_NONSPEECH_SHARE) -> SceneBatch:
     n = int(scene_s * SAMPLE_RATE_HZ)
     n_hops = n // hop_samples
     feats, targets = [], []
     for _ in range(n_scenes):
-        audio, labels = make_scene(rng, corpus, scene_s)
+        audio, labels = make_scene(rng, corpus, scene_s, nonspeech_share)
         feats.append(mfcc(audio, cfg).astype(np.float32))
         targets.append(hop_targets(labels, hop_samples, n_hops))
     return SceneBatch(feats=np.stack(feats), targets=np.stack(targets))
@@ -264,23 +271,25 @@ def scene_features(rng: np.random.Generator, corpus: Corpus, n_scenes: int, scen
 _WORKER_CORPUS: Corpus | None = None
 
 
-def _shard_worker(job: tuple[int, int, float, dict, int, str]) -> str:
-    seed, n_scenes, scene_s, cfg_dict, hop_samples, out = job
+def _shard_worker(job: tuple[int, int, float, dict, int, str, float]) -> str:
+    seed, n_scenes, scene_s, cfg_dict, hop_samples, out, nonspeech_share = job
     assert _WORKER_CORPUS is not None
     rng = np.random.default_rng(seed)
-    batch = scene_features(rng, _WORKER_CORPUS, n_scenes, scene_s, FeatureConfig.from_dict(cfg_dict), hop_samples)
+    batch = scene_features(rng, _WORKER_CORPUS, n_scenes, scene_s, FeatureConfig.from_dict(cfg_dict), hop_samples,
+                           nonspeech_share)
     batch.save(Path(out))
     return out
 
 
 def build_shards(corpus: Corpus, cache_dir: Path, tag: str, seed: int, n_shards: int, scenes_per_shard: int,
-                 scene_s: float, cfg: FeatureConfig, hop_samples: int, workers: int = 2, log=print) -> list[Path]:
+                 scene_s: float, cfg: FeatureConfig, hop_samples: int, workers: int = 2, log=print,
+                 nonspeech_share: float = DEFAULT_NONSPEECH_SHARE) -> list[Path]:
     """Generate (or reuse) ``n_shards`` cached shards of scenes; shard i uses seed ``[seed, i]``."""
     global _WORKER_CORPUS
     cache_dir.mkdir(parents=True, exist_ok=True)
     paths = [cache_dir / f"{tag}-{i:04d}.npz" for i in range(n_shards)]
     jobs = [(int(np.random.SeedSequence([seed, i]).generate_state(1)[0]), scenes_per_shard, scene_s, cfg.to_dict(),
-             hop_samples, str(p)) for i, p in enumerate(paths) if not p.exists()]
+             hop_samples, str(p), nonspeech_share) for i, p in enumerate(paths) if not p.exists()]
     if jobs:
         log(f"generating {len(jobs)} shard(s) of {scenes_per_shard} x {scene_s:g} s scenes in {cache_dir} ({tag})")
         _WORKER_CORPUS = corpus

@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=str(REPO / "cache" / "train"), help="feature cache")
     parser.add_argument("--hours", type=float, default=40.0, help="hours of augmented training scenes")
     parser.add_argument("--val-hours", type=float, default=0.7, help="hours of validation scenes")
+    parser.add_argument("--nonspeech-share", type=float, default=0.27,
+                        help="share of training scenes that are non-speech only (validation scenes keep 0.27)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="fraction of train files held out")
     parser.add_argument("--minutes", type=float, default=28.0, help="training time limit (after data)")
     parser.add_argument("--epochs", type=float, default=None, help="passes over the training windows (default: "
@@ -224,9 +226,14 @@ def synthetic_corpus(rng: np.random.Generator, n_speech: int = 6, n_noise: int =
 
 # ----------------------------------------------------------------------------- main
 
-def _cache_tag(kind: str, names: list[str], cfg: FeatureConfig, seed: int, scenes_per_shard: int) -> str:
-    h = hashlib.sha1(json.dumps([CACHE_FORMAT, kind, sorted(names), cfg.to_dict(), seed, scenes_per_shard,
-                                 SCENE_S]).encode()).hexdigest()[:10]
+def _cache_tag(kind: str, names: list[str], cfg: FeatureConfig, seed: int, scenes_per_shard: int,
+               nonspeech_share: float | None = None) -> str:
+    from vadstream.training.scenes import DEFAULT_NONSPEECH_SHARE
+
+    key = [CACHE_FORMAT, kind, sorted(names), cfg.to_dict(), seed, scenes_per_shard, SCENE_S]
+    if nonspeech_share is not None and nonspeech_share != DEFAULT_NONSPEECH_SHARE:
+        key.append(nonspeech_share)
+    h = hashlib.sha1(json.dumps(key).encode()).hexdigest()[:10]
     return f"{kind}-{h}"
 
 
@@ -285,8 +292,9 @@ def main(args: argparse.Namespace) -> int:
     n_val = max(1, round(val_hours * 3600 / SCENE_S / scenes_per_shard))
     t0 = time.time()
     train_paths = sc.build_shards(train_corpus, cache_dir, _cache_tag("train", train_corpus.speech_names +
-                                  train_corpus.noise_names, feat_cfg, args.seed, scenes_per_shard), args.seed,
-                                  n_train, scenes_per_shard, SCENE_S, feat_cfg, hop_samples, args.workers, log)
+                                  train_corpus.noise_names, feat_cfg, args.seed, scenes_per_shard,
+                                  args.nonspeech_share), args.seed, n_train, scenes_per_shard, SCENE_S, feat_cfg,
+                                  hop_samples, args.workers, log, nonspeech_share=args.nonspeech_share)
     val_paths = sc.build_shards(val_corpus, cache_dir, _cache_tag("val", val_corpus.speech_names +
                                 val_corpus.noise_names, feat_cfg, 12345, scenes_per_shard), 12345,
                                 n_val, scenes_per_shard, SCENE_S, feat_cfg, hop_samples, args.workers, log)
