@@ -122,3 +122,26 @@ def test_independent_detectors_do_not_share_state():
     a, b = det(), det()
     a.process([0.9] * 10)
     assert a.in_speech and not b.in_speech and b.process([0.0] * 3) == []
+
+
+def test_chunked_fast_path_equals_hop_by_hop_stepping():
+    """process() skips steady stretches in bulk; events must equal stepping one hop at a time."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        cfg = DetectorConfig(
+            onset_threshold=0.5, offset_threshold=float(rng.choice([0.2, 0.35, 0.5])),
+            min_speech_ms=float(rng.choice([0, 20, 60, 200])), min_silence_ms=float(rng.choice([0, 40, 200])),
+            max_speech_s=float(rng.choice([0, 0.1, 0.5])), speech_pad_ms=float(rng.choice([0, 30, 100])))
+        n = int(rng.integers(1, 300))
+        p = np.repeat(rng.random(n), rng.integers(1, 12, size=n))[:n]
+        p = np.clip(p + rng.normal(0, 0.05, p.size), 0, 1)
+        ref, got = Detector(HOP, cfg), Detector(HOP, cfg)
+        want = [e for x in p for e in ref._step(float(x))] + ref.flush()
+        events, i = [], 0
+        while i < p.size:
+            k = int(rng.integers(1, 20))
+            events += got.process(p[i:i + k])
+            i += k
+        assert events + got.flush() == want, trial
