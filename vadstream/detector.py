@@ -151,33 +151,33 @@ class Detector:
 
     def process(self, probs: Iterable[float] | np.ndarray) -> list[Event]:
         """Feed the next hops' probabilities; return the events they caused, in order."""
-        p_all = np.asarray(probs, dtype=np.float64).reshape(-1)
-        if p_all.size == 0 or self._skip_steady(p_all):
+        values = np.asarray(probs, dtype=np.float64).reshape(-1).tolist()  # Python floats: cheaper per hop
+        if not values or self._skip_steady(values):
             return []
         events: list[Event] = []
-        for p in p_all:
-            events.extend(self._step(float(p)))
+        for p in values:
+            events.extend(self._step(p))
         return events
 
-    def _skip_steady(self, p_all: np.ndarray) -> bool:
+    def _skip_steady(self, p_all: list[float]) -> bool:
         """Fast path for the common case, with exactly the effect of stepping hop by hop: all
         hops quiet (below onset) while QUIET, or all speech (at or above offset) while SPEAKING
         with no max_speech split due. Returns False (nothing done) otherwise."""
         cfg = self.config
-        n = p_all.size
+        n = len(p_all)
         if self.state is State.QUIET:
-            if p_all.max() >= cfg.onset_threshold:
+            if max(p_all) >= cfg.onset_threshold:
                 return False
         elif self.state is State.SPEAKING:
             end = (self.hop_index + n) * self.hop_samples
             max_samples = self._samples(cfg.max_speech_s * 1000.0)
-            if p_all.min() < cfg.offset_threshold or (max_samples and end - self._segment_start >= max_samples):
+            if min(p_all) < cfg.offset_threshold or (max_samples and end - self._segment_start >= max_samples):
                 return False
             self._last_speech_end = end
         else:
             return False
         self.hop_index += n
-        self._last_prob = float(p_all[-1])
+        self._last_prob = p_all[-1]
         return True
 
     def _step(self, p: float) -> Iterator[Event]:
