@@ -62,6 +62,13 @@ class InputConfig:
         """The source as ``SourceSpec.input`` wants it: None for the microphone."""
         return None if self.source == MICROPHONE else self.source
 
+    def source_spec(self):
+        """The :class:`vadstream.sources.SourceSpec` these settings describe."""
+        from vadstream.sources import SourceSpec
+
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "source"}
+        return SourceSpec(input=self.input, **fields)
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:

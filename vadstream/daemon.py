@@ -96,7 +96,7 @@ class Daemon:
         from vadstream.control import ControlServer
         from vadstream.publisher import Publisher
         from vadstream.sdnotify import Notifier
-        from vadstream.sources import SourceSpec, open_source
+        from vadstream.sources import open_source
         from vadstream.vad import Vad
 
         self.cfg = cfg
@@ -105,10 +105,7 @@ class Daemon:
         self.vad = Vad(cfg.model.path)
         self.hop_samples = self.vad.hop_samples
         self.detector = Detector(self.hop_samples, cfg.detector, sample_rate_hz=SAMPLE_RATE_HZ)
-        i = cfg.input
-        self.source = open_source(SourceSpec(input=i.input, device=i.device, channel=i.channel,
-                                             realtime=i.realtime, block_ms=i.block_ms, ring_s=i.ring_s,
-                                             samplerate_hz=i.samplerate_hz))
+        self.source = open_source(cfg.input.source_spec())
         self.events_endpoint, self.control_endpoint = cfg.endpoints()
         p = cfg.publisher
         try:
