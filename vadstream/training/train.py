@@ -322,64 +322,58 @@ def main(args: argparse.Namespace) -> int:
     loss_fn = torch.nn.BCEWithLogitsLoss()
     steps_per_epoch = max(1, len(train_w) // args.batch_size)
     limit_s = 5.0 if args.smoke else args.minutes * 60.0
-    # Time the first steps to plan the schedule (cosine decay over the planned steps).
+    # With --epochs: a fixed number of steps. Otherwise: train until the time limit, the cosine
+    # decay following the elapsed fraction of it (the machine is shared: step rates vary 10x).
     gen = torch.Generator().manual_seed(args.seed)
     t_train = time.time()
-    probe = 20
-    for _ in range(probe):
-        idx = torch.randint(len(train_w), (args.batch_size,), generator=gen)
-        x, y = train_w.batch(idx)
-        loss = loss_fn(net.logits(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    step_s = (time.time() - t_train) / probe
     if args.epochs is not None:
-        total_steps = max(probe + 1, int(args.epochs * steps_per_epoch))
+        total_steps = max(1, int(args.epochs * steps_per_epoch))
     else:
-        total_steps = max(probe + 1, int(0.92 * limit_s / step_s))  # leave room for validation passes
-    if args.smoke:
-        total_steps = min(total_steps, 60)
+        total_steps = 60 if args.smoke else 10 ** 9
     n_evals = 4 if args.smoke else 12
-    eval_every = max(1, total_steps // n_evals)
-    log(f"training: {step_s * 1000:.1f} ms/step, {total_steps} steps of {args.batch_size} "
-        f"({total_steps / steps_per_epoch:.2f} epochs), validation every {eval_every}")
+    eval_every_s = limit_s / n_evals
+    eval_every_steps = max(1, total_steps // n_evals) if (args.epochs is not None or args.smoke) else None
+    log(f"training: {'%d steps' % total_steps if total_steps < 10 ** 9 else '%.1f min' % (limit_s / 60)} "
+        f"of {args.batch_size} windows ({steps_per_epoch} steps per pass), validation {n_evals} times")
 
-    def set_lr() -> None:
-        # Cosine decay over the planned steps or the time limit, whichever runs out first (the
-        # machine is shared, so the step rate measured at the start is only an estimate).
+    def progress() -> float:
         frac = step / total_steps
         if args.epochs is None:
             frac = max(frac, (time.time() - t_train) / limit_s)
-        for group in opt.param_groups:
-            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        return min(1.0, frac)
+
     best = {"score": -1.0}
     history = []
-    step = probe
+    step = 0
     running = 0.0
-    while step < total_steps:
-        set_lr()
+    next_eval = 1.0 / n_evals
+    while True:
+        frac = progress()
+        for group in opt.param_groups:
+            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * frac))
         idx = torch.randint(len(train_w), (args.batch_size,), generator=gen)
         x, y = train_w.batch(idx)
         loss = loss_fn(net.logits(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        running = 0.98 * running + 0.02 * loss.item() if step > probe else loss.item()
+        running = 0.98 * running + 0.02 * loss.item() if step > 0 else loss.item()
         step += 1
-        out_of_time = time.time() - t_train > limit_s and args.epochs is None
-        if step % eval_every == 0 or step == total_steps or out_of_time:
+        frac = progress()
+        done = frac >= 1.0
+        due = (step % eval_every_steps == 0) if eval_every_steps else frac >= next_eval
+        if due or done:
+            next_eval = (int(frac * n_evals) + 1) / n_evals
             m = binary_metrics(val_targets, predict(net, val_w))
             score = (m["roc_auc"] + m["ap"]) / 2
-            history.append({"step": step, "loss": running, **m})
-            log(f"step {step}/{total_steps} loss {running:.4f} val AUC {m['roc_auc']:.4f} AP {m['ap']:.4f} "
+            history.append({"step": step, "loss": running, "elapsed_s": round(time.time() - t_train, 1), **m})
+            log(f"step {step} ({frac:.0%}) loss {running:.4f} val AUC {m['roc_auc']:.4f} AP {m['ap']:.4f} "
                 f"F1 {m['f1']:.3f} FPR {m['fpr']:.3f}")
             if score > best["score"]:
                 best = {"score": score, "step": step, "metrics": m,
                         "state": {k: v.clone() for k, v in net.state_dict().items()}}
-            if out_of_time:
-                log("time limit reached")
-                break
+        if done:
+            break
     train_s = time.time() - t_train
     net.load_state_dict(best["state"])
     torch.save({"net_config": json.loads(net_cfg.to_json()), "state_dict": best["state"], "mean": mean, "std": std},
