@@ -245,7 +245,8 @@ class WallClock:
 # --------------------------------------------------------------------------------------------
 # Measurements
 # --------------------------------------------------------------------------------------------
-def latency_run(tmp: Path, model, speech_items, nonspeech_audio: np.ndarray, rate_hz: int = RATE) -> dict:
+def latency_run(tmp: Path, model, speech_items, nonspeech_audio: np.ndarray, rate_hz: int = RATE,
+                detector_config=None) -> dict:
     from vadstream.model import OnnxModel
 
     gap = np.zeros(RATE, dtype=np.float32)
@@ -292,7 +293,7 @@ def latency_run(tmp: Path, model, speech_items, nonspeech_audio: np.ndarray, rat
     # must give the daemon's boundaries.
     from vadstream.peers import VadstreamPeer, stream
 
-    peer = VadstreamPeer(model)
+    peer = VadstreamPeer(model, detector_config)  # the daemon's detector settings
     phase = offset % hop
     _, _ = stream(peer, np.concatenate([np.zeros(phase, dtype=np.float32), audio]), hop)
     offline = [e.sample_index - phase for e in peer.events if type(e).__name__ == "SpeechStart"]
@@ -387,7 +388,7 @@ def run(args) -> list[str]:
             try:
                 log(f"  daemon latency: {sum(i.audio.size for i in speech_items) / RATE:.0f} s speech + "
                     f"{nonspeech.size / RATE:.0f} s non-speech, real time")
-                results["latency"] = latency_run(tmp, model, speech_items, nonspeech)
+                results["latency"] = latency_run(tmp, model, speech_items, nonspeech, detector_config=cfg)
             except Exception as exc:  # noqa: BLE001 - report, do not hide
                 results["errors"].append(f"latency: {type(exc).__name__}: {exc}")
 
