@@ -30,7 +30,7 @@ def test_defaults_without_file(monkeypatch, tmp_path):
     cfg = config.load(parse([]))
     assert cfg == Config()
     assert cfg.input.input is None and cfg.input.realtime is True
-    assert cfg.detector.onset_threshold == 0.5
+    assert cfg.detector.onset_threshold == 0.9 and cfg.detector.offset_threshold == 0.65
     assert cfg.publisher.prob is False and cfg.publisher.heartbeat_s == 1.0
     assert cfg.publisher.ipc_mode_bits == 0o660
 
@@ -77,7 +77,7 @@ level = "debug"
 @pytest.mark.parametrize("text, words", [
     ("[detector]\nonset_threshold = 1.5\n", ["detector.onset_threshold", "1.5", "0.0 to 1.0"]),
     ("[detector]\nonset = 0.5\n", ["unknown key detector.onset", "onset_threshold"]),
-    ("[detector]\nonset_threshold = 0.3\n", ["offset_threshold", "0.35", "onset_threshold"]),
+    ("[detector]\nonset_threshold = 0.3\n", ["offset_threshold", "0.65", "onset_threshold"]),
     ("[input]\nblock_ms = 0\n", ["input.block_ms", "0", "1.0 to 1000.0"]),
     ("[input]\nrealtime = \"yes\"\n", ["input.realtime", "'yes'", "true or false"]),
     ("[input]\nchannel = \"left\"\n", ["input.channel", "'left'", "downmix"]),
@@ -131,8 +131,8 @@ def test_default_endpoints_follow_the_runtime_dir(monkeypatch, tmp_path):
 
 def test_diff_reports_changed_keys():
     a = Config()
-    b = config.from_mapping({"detector": {"onset_threshold": 0.6}, "publisher": {"prob": True}})
-    assert config.diff(a, b) == {"detector.onset_threshold": (0.5, 0.6), "publisher.prob": (False, True)}
+    b = config.from_mapping({"detector": {"onset_threshold": 0.7}, "publisher": {"prob": True}})
+    assert config.diff(a, b) == {"detector.onset_threshold": (0.9, 0.7), "publisher.prob": (False, True)}
     assert config.diff(a, a) == {}
 
 
