@@ -204,7 +204,10 @@ def align(daemon_probs: list[tuple[int, float]], audio: np.ndarray, model, hop: 
     vad = Vad(model)
     idx = np.array([s for s, _ in daemon_probs], dtype=np.int64)
     d = np.array([p for _, p in daemon_probs], dtype=np.float64)
-    base = idx[0]
+    # The capture may start a little after the file does (the stream's first samples are then the
+    # file's): NaN hops in front allow negative offsets.
+    pad = 2 * int(RATE // hop)
+    base = idx[0] - pad * hop
     k_all = (idx - base) // hop
     dense = np.full(k_all.max() + 1, np.nan)
     dense[k_all] = d
@@ -222,7 +225,11 @@ def align(daemon_probs: list[tuple[int, float]], audio: np.ndarray, model, hop: 
         # sliding mean absolute difference over every lag
         lags = dense.size - n + 1
         win = np.lib.stride_tricks.sliding_window_view(dense, n)[:lags]
-        err = np.nanmean(np.abs(win - p[None, :]), axis=1)
+        diff = np.abs(win - p[None, :])
+        valid = np.sum(~np.isnan(diff), axis=1)
+        with np.errstate(invalid="ignore"):
+            err = np.nansum(diff, axis=1) / np.maximum(valid, 1)
+        err[valid < 0.8 * n] = np.inf  # most of the window must overlap the stream
         err[(np.arange(err.size) + (base // hop)) % K != 0] = np.inf
         L = int(np.nanargmin(err))
         if err[L] < best[0]:

@@ -74,5 +74,9 @@ def test_daemon_alignment_recovers_stream_offset(shipped_model):
     daemon_probs = [(k * hop, float(p)) for k, p in enumerate(stream_probs)]
     found, err = align(daemon_probs, audio, shipped_model, hop, sync_s=5.0)
     assert found == offset and err < 0.05  # the first hops differ: different context before the file
+    # the capture started 320 samples into the file: a negative offset
+    late = vad(audio[320:])
+    found, err = align([(k * hop, float(p)) for k, p in enumerate(late)], audio, shipped_model, hop, sync_s=5.0)
+    assert found == -320 and err < 0.05
     clock = WallClock([(k * hop, 10**9 + k * hop * 62500) for k in range(len(stream_probs))])
     assert clock(hop * 10 + 8) == pytest.approx(10**9 + (hop * 10 + 8) * 62500)
