@@ -261,7 +261,7 @@ def latency_run(tmp: Path, model, speech_items, nonspeech_audio: np.ndarray, rat
     labels = np.concatenate([np.zeros(RATE, bool)] + [np.concatenate([i.speech, np.zeros(RATE, bool)])
                                                      for i in speech_items])
     speech_wav = write_wav(tmp / "speech.wav", audio)
-    ns_wav = write_wav(tmp / "nonspeech.wav", quantise(nonspeech_audio))
+    ns_wav = write_wav(tmp / "nonspeech.wav", quantise(nonspeech_audio)) if nonspeech_audio.size else None
     hop = OnnxModel(model).spec.hop_samples
     run = start_daemon(tmp / f"lat{rate_hz}", rate_hz, model)
     try:
@@ -270,9 +270,10 @@ def latency_run(tmp: Path, model, speech_items, nonspeech_audio: np.ndarray, rat
         run.server.play_and_wait(speech_wav, timeout_s=audio.size / RATE + 60)
         time.sleep(2.0)
         t_ns0 = time.time_ns()
-        run.server.play_and_wait(ns_wav, timeout_s=nonspeech_audio.size / RATE + 60)
+        if nonspeech_audio.size:
+            run.server.play_and_wait(ns_wav, timeout_s=nonspeech_audio.size / RATE + 60)
+            time.sleep(2.0)
         t_ns1 = time.time_ns()
-        time.sleep(2.0)
     finally:
         run.stop()
     col = run.collector
@@ -301,14 +302,14 @@ def latency_run(tmp: Path, model, speech_items, nonspeech_audio: np.ndarray, rat
     from vadstream.peers import VadstreamPeer, stream
 
     peer = VadstreamPeer(model, detector_config)  # the daemon's detector settings
-    phase = offset % hop
+    phase = offset % (hop * peer.vad.spec.outputs_per_inference)  # same hop pairing as the daemon
     _, _ = stream(peer, np.concatenate([np.zeros(phase, dtype=np.float32), audio]), hop)
     offline = [e.sample_index - phase for e in peer.events if type(e).__name__ == "SpeechStart"]
     daemon_starts = [sg.start for sg in segs]
     diffs = [min(abs(a - b) for b in offline) for a in daemon_starts] if offline else []
     check_ms = float(np.median(diffs)) / 16 if diffs else float("nan")
     starts_ns = col.of_type("speech_start", t_ns0 + int(0.2e9), t_ns1 + int(1e9))
-    ns_hours = nonspeech_audio.size / RATE / 3600
+    ns_hours = max(nonspeech_audio.size, 1) / RATE / 3600
     heartbeats = col.of_type("heartbeat")
     dropped = heartbeats[-1][1].dropped if heartbeats else None
     overflows = heartbeats[-1][1].overflows if heartbeats else None
@@ -373,7 +374,7 @@ def run(args) -> list[str]:
         ns_items = E.half(build_nonspeech_set(data_root, "dev"), "test")
         ns_items += E.half(build_nonspeech_set(data_root, "dev"), "tune")  # only used past the test half
         need = (8.0 if quick else args.nonspeech_minutes * 60) * RATE
-        parts, total = [], 0
+        parts, total = [np.zeros(0, dtype=np.float32)], 0
         for it in ns_items:
             if total >= need:
                 break
@@ -389,6 +390,12 @@ def run(args) -> list[str]:
         return [md]
     results: dict = {"latency": None, "cost": [], "errors": []}
     cost_s = 3.0 if quick else 60.0
+    previous = None
+    prev_path = Path(args.out) / "results" / "daemon.json"
+    if not quick and args.nonspeech_minutes == 0 and prev_path.is_file():
+        import json
+
+        previous = json.loads(prev_path.read_text())  # its non-speech and cost figures are kept
     with tempfile.TemporaryDirectory(prefix="vadstream-bench-") as d:
         tmp = Path(d)
         def latency() -> None:
@@ -404,7 +411,7 @@ def run(args) -> list[str]:
         lat_thread = threading.Thread(target=latency)
         lat_thread.start()
         speech_audio = np.concatenate([i.audio for i in mixtures[1::2][:4]]) if not quick else speech_items[0].audio
-        for rate in ((RATE,) if quick else (RATE, 48000)):
+        for rate in (() if previous else (RATE,) if quick else (RATE, 48000)):
             try:
                 log(f"  daemon cost at {rate} Hz: {cost_s:.0f} s silence + {cost_s:.0f} s speech")
                 results["cost"].append(cost_run(tmp, model, speech_audio, rate, cost_s))
@@ -425,6 +432,15 @@ def run(args) -> list[str]:
              f"(onset {cfg.onset_threshold:g}, offset {cfg.offset_threshold:g}, min speech {cfg.min_speech_ms:g} ms, "
              f"hangover {cfg.min_silence_ms:g} ms, pad {cfg.speech_pad_ms:g} ms).\n"]
     lat = results["latency"]
+    if previous and lat:
+        p_lat = previous["data"].get("latency") or {}
+        for key in ("nonspeech_s", "false_starts", "false_starts_per_hour"):
+            lat[key] = p_lat.get(key)
+        results["cost"] = previous["data"].get("cost", [])
+        results["kept_from"] = previous["machine"]["date_utc"]
+        lines.append(f"_Speech part re-run alone (`--nonspeech-minutes 0`); the non-speech false starts and the "
+                     f"cost table are kept from the full run of {previous['machine']['date_utc']} (same model and "
+                     f"settings; command `{previous['command']}`)._\n")
     if lat:
         s = lat["summary"]
         lines.append(f"{lat['speech_s']:.0f} s of dev test-half mixtures at 10 dB SNR (1 s silence between), then "
