@@ -175,8 +175,7 @@ class Detector:
                 return False
         elif self.state is State.SPEAKING:
             end = (self.hop_index + n) * self.hop_samples
-            max_samples = self._samples(cfg.max_speech_s * 1000.0)
-            if min(p_all) < cfg.offset_threshold or (max_samples and end - self._segment_start >= max_samples):
+            if min(p_all) < cfg.offset_threshold or self._split_due(end):
                 return False
             self._last_speech_end = end
         else:
@@ -215,8 +214,7 @@ class Detector:
         if speechy:
             self.state = State.SPEAKING
             self._last_speech_end = hop_end
-            max_samples = self._samples(cfg.max_speech_s * 1000.0)
-            if max_samples and hop_end - self._segment_start >= max_samples:
+            if self._split_due(hop_end):
                 yield self._end(hop_end, p, EndReason.MAX_SPEECH)
                 self.state = State.SPEAKING
                 self._segment_start = hop_end
@@ -225,6 +223,11 @@ class Detector:
         self.state = State.STOPPING
         if hop_end - self._last_speech_end >= max(self._samples(cfg.min_silence_ms), 1):
             yield self._end(hop_end, p, EndReason.SILENCE)
+
+    def _split_due(self, end_sample: int) -> bool:
+        """The open segment would reach max_speech_s at end_sample (0 disables splitting)."""
+        max_samples = self._samples(self.config.max_speech_s * 1000.0)
+        return bool(max_samples) and end_sample - self._segment_start >= max_samples
 
     def _end(self, decided: int, p: float, reason: EndReason) -> SpeechEnd:
         if reason is EndReason.MAX_SPEECH:

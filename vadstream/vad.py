@@ -20,25 +20,18 @@ def _mono(samples: np.ndarray) -> np.ndarray:
     return x
 
 
+def _scaled(samples: np.ndarray, dtype: type) -> np.ndarray:
+    x = _mono(samples)
+    if x.dtype == np.int16:
+        return x.astype(dtype) * dtype(1.0 / 32768.0)  # 2**-15: exact in float32 and float64
+    if x.dtype.kind == "f":
+        return x.astype(dtype, copy=False)
+    raise TypeError(f"samples must be int16 or float, got {x.dtype}")
+
+
 def to_float32(samples: np.ndarray) -> np.ndarray:
     """Mono samples as float32 in [-1, 1): int16 is scaled by 1/32768, floats pass through."""
-    x = _mono(samples)
-    if x.dtype == np.int16:
-        return x.astype(np.float32) * np.float32(1.0 / 32768.0)
-    if x.dtype.kind == "f":
-        return x.astype(np.float32, copy=False)
-    raise TypeError(f"samples must be int16 or float, got {x.dtype}")
-
-
-def _to_float64(samples: np.ndarray) -> np.ndarray:
-    """As :func:`to_float32` but float64, the MFCC's working type, in one conversion
-    (int16 * 2**-15 is exact in both, so the two give identical features)."""
-    x = _mono(samples)
-    if x.dtype == np.int16:
-        return x * (1.0 / 32768.0)
-    if x.dtype.kind == "f":
-        return x.astype(np.float64)
-    raise TypeError(f"samples must be int16 or float, got {x.dtype}")
+    return _scaled(samples, np.float32)
 
 
 _EMPTY = np.zeros(0, dtype=np.float32)
@@ -124,7 +117,7 @@ class Vad:
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Feed samples; return the probabilities of the hops that became ready."""
-        x = _to_float64(samples)
+        x = _scaled(samples, np.float64)  # the MFCC's working type, in one conversion
         self._samples_seen += x.size
         self._append(self._mfcc.process(x))
         return self._score_ready(self._n_frames)
