@@ -21,9 +21,10 @@ def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
     return (0.2 * x + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A small randomly initialised net with non-trivial BatchNorm statistics, exported."""
+@pytest.fixture(scope="module", params=[0.01, 0.02], ids=["step10ms", "step20ms"])
+def exported(tmp_path_factory, request):
+    """A small randomly initialised net with non-trivial BatchNorm statistics, exported, for both
+    frame steps the trainer supports (two frames per 20 ms hop, or one)."""
     torch = pytest.importorskip("torch")
     from vadstream.training.export import export_onnx
     from vadstream.training.net import NetConfig, VadNet
@@ -36,10 +37,12 @@ def exported(tmp_path_factory):
         for _ in range(5):
             net(torch.randn(64, cfg.context_frames, cfg.numcep) * 2 + 0.5)
     net.eval()
-    feats = mfcc(speechlike(3.0), FeatureConfig())
+    features = FeatureConfig(winstep_s=request.param)
+    feats = mfcc(speechlike(3.0), features)
     # std floored at a realistic size (trained models: 10-19): a tiny std from one synthetic signal
     # would blow normalised features up to ~1e3 and test float32 rounding instead of the export
-    spec = ModelSpec(features=FeatureConfig(), frames_per_hop=2, context_frames=cfg.context_frames, lookahead_frames=1,
+    spec = ModelSpec(features=features, frames_per_hop=round(0.02 / request.param), context_frames=cfg.context_frames,
+                     lookahead_frames=1,
                      outputs_per_inference=2, norm_mean=tuple(feats.mean(0)), norm_std=tuple(np.maximum(feats.std(0), 5.0)),
                      name="test", version="t")
     path = tmp_path_factory.mktemp("export") / "net.onnx"
@@ -80,7 +83,7 @@ def test_training_windows_equal_runtime_windows(exported):
     feats = mfcc(audio, spec.features).astype(np.float32)
     n_hops = int(np.ceil(audio.size / 320))
     w = Windows(feats[None], np.zeros((1, n_hops), np.float32), np.array(spec.norm_mean), np.array(spec.norm_std),
-                spec.context_frames, spec.lookahead_frames)
+                spec.context_frames, spec.lookahead_frames, spec.frames_per_hop)
     train_probs = predict(net, w)
     runtime = Vad(path)(audio)
     assert len(train_probs) == 2 * int(np.ceil(n_hops / 2)) and len(runtime) == n_hops
@@ -93,8 +96,8 @@ def test_training_windows_equal_runtime_windows(exported):
 def test_shipped_model_contract(shipped_model):
     model = OnnxModel(shipped_model)
     spec = model.spec
-    assert spec.frames_per_hop == 2 and spec.outputs_per_inference == 2
-    assert spec.hop_samples == 320
+    assert spec.outputs_per_inference == 2
+    assert spec.hop_samples == 320  # 20 ms hops (one 20 ms frame or two 10 ms frames each)
     assert Vad(model).lookahead_samples <= 800  # <= 50 ms
     assert shipped_model.stat().st_size <= 1_000_000
     assert spec.features.numcep == len(spec.norm_mean)

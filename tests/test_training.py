@@ -202,7 +202,7 @@ def _check_trained_model(path):
     from vadstream.vad import Vad
 
     model = OnnxModel(path)
-    assert model.spec.frames_per_hop == 2 and model.spec.outputs_per_inference == 2
+    assert model.spec.hop_samples == 320 and model.spec.outputs_per_inference == 2
     x = np.concatenate([silence(0.5), voiced(1.0), silence(0.5)])
     probs = Vad(model)(x)
     assert probs.shape == (int(np.ceil(x.size / 320)),)

@@ -1,16 +1,23 @@
-"""Extra real speech from Debian packages, converted to 16 kHz mono FLAC for ``--extra-speech``.
+"""Extra real audio from Debian packages, converted to 16 kHz mono FLAC for ``--extra-speech`` and
+``--extra-noise``.
 
     python -m vadstream.training.corpus --out cache/corpus [--install]
-    vadstream train --extra-speech cache/corpus/speech ...
+    vadstream train --extra-speech cache/corpus/speech --extra-noise cache/corpus/nonspeech ...
 
-Sources (read if installed; ``--install`` runs ``apt-get install`` for them, needs root):
+Speech sources (read if installed; ``--install`` runs ``apt-get install`` for them, needs root):
 - ``ktuberling-data``: single words spoken in about 25 languages (22/44 kHz Ogg), all of them;
 - ``asterisk-core-sounds-{en,es,fr,it,ru}-wav``: studio telephone prompts (8 kHz WAV), at most
   ``--asterisk-per-language`` per voice (narrow-band speech stays a minority of the corpus).
-Output: ``<out>/speech/<source>/<language>_<name>.flac`` (the folder name is the set name in
-logs; validation files are carved out by file name like the rest of the training data).
-Licences: ktuberling-data GPL-2+; asterisk-core-sounds CC-BY-SA 3.0 (Digium prompts). We commit
-no audio, only this recipe.
+Non-speech sources (hard negatives next to the corpus's own):
+- ``asterisk-moh-opsound-wav``: five music-on-hold pieces (8 kHz WAV, 18 min);
+- ``tuxpaint-stamps-default``: the stamps' sound effects (animals, household, vehicles, ...),
+  without the ``*_desc*`` files and the ``symbols`` folder, which are spoken words;
+- ``sound-theme-freedesktop``: desktop sound effects, without ``audio-channel-*`` (spoken).
+Output: ``<out>/{speech,nonspeech}/<source>/<language or group>_<name>.flac`` (the folder name is
+the set name in logs; validation files are carved out by file name like the rest of the data).
+Licences: ktuberling-data GPL-2+; asterisk-core-sounds CC-BY-SA 3.0 (Digium prompts);
+asterisk-moh-opsound CC-BY-SA 3.0; tuxpaint-stamps GPL-2+ (per Debian's copyright file);
+sound-theme-freedesktop GPL-2+ / CC-BY(-SA) per file. We commit no audio, only this recipe.
 """
 
 from __future__ import annotations
@@ -22,9 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-PACKAGES = ["ktuberling-data"] + [f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru")]
+PACKAGES = (["ktuberling-data"] + [f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru")]
+            + ["asterisk-moh-opsound-wav", "tuxpaint-stamps-default", "sound-theme-freedesktop"])
 KTUBERLING = Path("/usr/share/ktuberling/sounds")
 ASTERISK = Path("/usr/share/asterisk/sounds")
+ASTERISK_MOH = Path("/usr/share/asterisk/moh")
+TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
+FREEDESKTOP = Path("/usr/share/sounds/freedesktop/stereo")
 
 
 def sources(asterisk_per_language: int) -> list[tuple[str, str, Path]]:
@@ -43,6 +54,22 @@ def sources(asterisk_per_language: int) -> list[tuple[str, str, Path]]:
     return out
 
 
+def nonspeech_sources() -> list[tuple[str, str, Path]]:
+    """(source, group, path) of every non-speech clip; spoken files in these packages are left out."""
+    out: list[tuple[str, str, Path]] = []
+    if ASTERISK_MOH.is_dir():
+        out += [("moh", "music", p) for p in sorted(ASTERISK_MOH.glob("*.wav"))]
+    if TUXPAINT_STAMPS.is_dir():
+        for p in sorted(TUXPAINT_STAMPS.rglob("*.ogg")):
+            group = p.relative_to(TUXPAINT_STAMPS).parts[0]
+            if "_desc" not in p.stem and group != "symbols":
+                out.append(("tuxpaint", group, p))
+    if FREEDESKTOP.is_dir():
+        out += [("freedesktop", "effects", p) for p in sorted(FREEDESKTOP.glob("*.oga"))
+                if not p.stem.startswith("audio-channel-")]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vadstream.training.corpus", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("cache/corpus"))
@@ -55,27 +82,29 @@ def main(argv: list[str] | None = None) -> int:
 
     from vadstream.training.data import is_labelable, load_audio
 
-    clips = sources(args.asterisk_per_language)
-    if not clips:
+    jobs = [("speech", c) for c in sources(args.asterisk_per_language)] + [("nonspeech", c) for c in nonspeech_sources()]
+    if not jobs:
         print(f"no package audio found (install: apt-get install {' '.join(PACKAGES)})", file=sys.stderr)
         return 1
-    written = skipped = 0
+    written = {"speech": 0, "nonspeech": 0}
+    skipped = 0
     seconds = 0.0
-    for source, lang, path in clips:
-        dst = args.out / "speech" / source / f"{lang}_{path.stem}.flac"
+    for kind, (source, group, path) in jobs:
+        dst = args.out / kind / source / f"{group}_{path.stem}.flac"
         if dst.exists():
-            written += 1
+            written[kind] += 1
             continue
         audio = load_audio(path)
-        if audio.size < 1600 or not is_labelable(audio):
+        # speech must be labelable by energy; non-speech only long enough to mix
+        if audio.size < 1600 or (kind == "speech" and not is_labelable(audio)):
             skipped += 1
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(dst), audio, 16000, subtype="PCM_16")
-        written += 1
+        written[kind] += 1
         seconds += audio.size / 16000
-    print(f"{written} clips in {args.out / 'speech'} ({seconds / 60:.1f} min new), {skipped} skipped "
-          "(too short or too noisy to label)")
+    print(f"{written['speech']} speech and {written['nonspeech']} non-speech clips in {args.out} "
+          f"({seconds / 60:.1f} min new), {skipped} skipped (too short, or speech too noisy to label)")
     return 0
 
 

@@ -30,7 +30,7 @@ from vadstream.model import ModelSpec
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = Path(os.environ.get("VADSTREAM_DATA", REPO.parent / "shared" / "data"))
-FRAMES_PER_HOP = 2
+HOP_S = 0.02  # every model scores 20 ms hops
 OUTPUTS_PER_INFERENCE = 2
 SCENE_S = 8.0
 CACHE_FORMAT = 5  # bump when scene generation changes, so old caches are not reused
@@ -64,11 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine is shared)")
     parser.add_argument("--workers", type=int, default=2, help="processes generating scenes")
-    parser.add_argument("--context-frames", type=int, default=96)
+    parser.add_argument("--winstep", type=float, default=0.02,
+                        help="MFCC frame step in seconds: 0.02 (one frame per hop) or 0.01 (two; model 1.0)")
+    parser.add_argument("--context-frames", type=int, default=48)
     parser.add_argument("--lookahead-frames", type=int, default=1, choices=(0, 1))
     parser.add_argument("--channels", type=_ints, default=(24, 32, 32))
-    parser.add_argument("--kernels", type=_ints, default=(6, 3, 3))
-    parser.add_argument("--strides", type=_ints, default=(3, 2, 2))
+    parser.add_argument("--kernels", type=_ints, default=(4, 3, 3))
+    parser.add_argument("--strides", type=_ints, default=(2, 2, 2))
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--no-window-cmn", dest="window_cmn", action="store_false")
     parser.add_argument("--local-frames", type=int, default=None,
@@ -139,16 +141,16 @@ class Windows:
     """Normalised scene features with ``context`` zero rows in front; gathers model windows.
 
     Group ``g`` of scene ``s`` (hops 2g, 2g+1) sees frames ``last-C+1 .. last`` with
-    ``last = 4g + 3 + L``, exactly the runtime's geometry (zeros before the stream start, the last
+    ``last = G(g+1) - 1 + L`` (G = 2 * frames_per_hop frames per group), exactly the runtime's geometry (zeros before the stream start, the last
     frame repeated past its end)."""
 
     def __init__(self, feats: np.ndarray, targets: np.ndarray, mean: np.ndarray, std: np.ndarray,
-                 context: int, lookahead: int):
+                 context: int, lookahead: int, frames_per_hop: int):
         import torch
 
         s, t, c = feats.shape
         self.context, self.lookahead = context, lookahead
-        self.group_frames = FRAMES_PER_HOP * OUTPUTS_PER_INFERENCE
+        self.group_frames = frames_per_hop * OUTPUTS_PER_INFERENCE
         # Like Vad.flush(): the groups covering the last hops see frames past the end of the stream.
         self.groups = -(-targets.shape[1] // OUTPUTS_PER_INFERENCE)
         tail = max(0, self.groups * self.group_frames + lookahead - t)
@@ -252,8 +254,12 @@ def main(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else REPO / "runs" / out.stem
     run_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(args.cache_dir)
-    feat_cfg = FeatureConfig(numcep=args.numcep, nfilt=args.nfilt)
-    hop_samples = FRAMES_PER_HOP * feat_cfg.step_samples
+    feat_cfg = FeatureConfig(numcep=args.numcep, nfilt=args.nfilt, winstep_s=args.winstep)
+    frames_per_hop = round(HOP_S / args.winstep)
+    if frames_per_hop < 1 or abs(frames_per_hop * args.winstep - HOP_S) > 1e-9:
+        print(f"vadstream train: --winstep {args.winstep} must divide the 20 ms hop", file=sys.stderr)
+        return 2
+    hop_samples = frames_per_hop * feat_cfg.step_samples
     net_cfg = NetConfig(numcep=feat_cfg.numcep, context_frames=args.context_frames, outputs=OUTPUTS_PER_INFERENCE,
                         channels=args.channels, kernels=args.kernels, strides=args.strides, hidden=args.hidden,
                         window_cmn=args.window_cmn, local_frames=args.local_frames, global_stats=args.global_stats)
@@ -309,8 +315,10 @@ def main(args: argparse.Namespace) -> int:
     mean = flat.mean(axis=0)
     std = np.maximum(flat.std(axis=0), 1e-3)
     del flat
-    train_w = Windows(train_data.feats, train_data.targets, mean, std, net_cfg.context_frames, args.lookahead_frames)
-    val_w = Windows(val_data.feats, val_data.targets, mean, std, net_cfg.context_frames, args.lookahead_frames)
+    train_w = Windows(train_data.feats, train_data.targets, mean, std, net_cfg.context_frames, args.lookahead_frames,
+                      frames_per_hop)
+    val_w = Windows(val_data.feats, val_data.targets, mean, std, net_cfg.context_frames, args.lookahead_frames,
+                    frames_per_hop)
     val_targets = val_w.targets.numpy().reshape(-1)
     del train_data, val_data
 
@@ -380,7 +388,7 @@ def main(args: argparse.Namespace) -> int:
                run_dir / "best.pt")
 
     # 5. export, timing, quantisation trial
-    spec = ModelSpec(features=feat_cfg, frames_per_hop=FRAMES_PER_HOP, context_frames=net_cfg.context_frames,
+    spec = ModelSpec(features=feat_cfg, frames_per_hop=frames_per_hop, context_frames=net_cfg.context_frames,
                      lookahead_frames=args.lookahead_frames, outputs_per_inference=OUTPUTS_PER_INFERENCE,
                      norm_mean=tuple(float(v) for v in mean), norm_std=tuple(float(v) for v in std),
                      name="vadstream-cnn", version=args.version)
