@@ -115,6 +115,20 @@ def test_shipped_model_geometry(vad):
     assert vad.model.path.stat().st_size <= 1_000_000
 
 
+def test_bound_single_window_scoring_equals_a_batch_one_run(vad):
+    """The live path (IO binding on fixed buffers) gives the plain run()'s numbers bit for bit,
+    and later calls do not overwrite earlier results."""
+    rng = np.random.default_rng(7)
+    model = vad.model
+    windows = rng.standard_normal((5, model.spec.context_frames, model.spec.features.numcep)).astype(np.float32)
+    out = np.empty((5, model.spec.outputs_per_inference), dtype=np.float32)
+    for i, w in enumerate(windows):
+        model.score_window(w, out[i])
+    want = np.stack([model(w[None])[0] for w in windows])
+    np.testing.assert_array_equal(out, want)
+    assert np.ptp(out) > 1e-4  # different windows, different numbers
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_streaming_equals_offline_in_any_chunking(vad, seed):
     rng = np.random.default_rng(seed)

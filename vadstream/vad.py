@@ -105,14 +105,12 @@ class Vad:
             return _EMPTY
         first_end = (self._groups_done + 1) * self._group_frames + self.spec.lookahead_frames - self._first_kept_frame
         self._groups_done = ready
-        if n == 1:
-            return self.model(self._frames[first_end - self._context: first_end][None]).reshape(-1)
         # One window per call, as in live streaming: ONNX Runtime picks batch-size dependent
         # kernels whose float32 rounding differs (~1e-6), and offline must equal streaming.
         out = np.empty((n, self.spec.outputs_per_inference), dtype=np.float32)
         for i in range(n):
             end = first_end + i * self._group_frames
-            out[i] = self.model(self._frames[end - self._context: end][None])[0]
+            self.model.score_window(self._frames[end - self._context: end], out[i])
         return out.reshape(-1)
 
     def process(self, samples: np.ndarray) -> np.ndarray:
