@@ -10,6 +10,8 @@ CONFIGS = [
     FeatureConfig(),
     FeatureConfig(numcep=20, nfilt=32, preemph=0.95, ceplifter=0, append_energy=False),
     FeatureConfig(winlen_s=0.032, winstep_s=0.016, nfft=512, lowfreq_hz=60, highfreq_hz=7600),
+    FeatureConfig(winstep_s=0.02),  # the shipped model's frames: 25 ms every 20 ms
+    FeatureConfig(winlen_s=0.02, winstep_s=0.01, nfft=401),  # odd FFT size
 ]
 
 
@@ -24,7 +26,7 @@ def _stream(cfg, x, rng, max_chunk):
     return np.concatenate(parts)
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "no-energy", "32ms"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "no-energy", "32ms", "step20ms", "odd-nfft"])
 @pytest.mark.parametrize("length", [1, 399, 400, 401, 561, 4000, 16123])
 def test_streaming_equals_offline_any_chunking(cfg, length):
     rng = np.random.default_rng(length)
