@@ -87,6 +87,17 @@ def test_flush_closes_open_segment_with_reason():
     assert d.state is State.QUIET and d.flush() == []
 
 
+def test_flush_never_closes_past_the_end_of_input():
+    d = det()
+    d.process([0.9] * 10)
+    (end,) = d.flush(EndReason.END_OF_INPUT, end_sample=10 * HOP - 7)
+    assert end.sample_index == end.decided_sample == 10 * HOP - 7
+    d = det()
+    d.process([0.9] * 10)
+    (end,) = d.flush(EndReason.END_OF_INPUT, end_sample=20 * HOP)  # later than the last hop: no effect
+    assert end.sample_index == end.decided_sample == 10 * HOP
+
+
 def test_flush_while_starting_drops_candidate():
     d = det(min_speech_ms=200)
     d.process([0.9] * 3)

@@ -191,7 +191,7 @@ def test_end_of_file_closes_an_open_segment(clip, model, tmp_path):
     doc = json.loads(run_cli(str(cut), "--model", model).stdout)
     last = doc["segments"][-1]
     assert last["reason"] == "end_of_input"
-    assert last["end_s"] == pytest.approx(doc["duration_s"], abs=0.02)
+    assert doc["duration_s"] - 0.02 <= last["end_s"] <= doc["duration_s"]  # never past the end of the file
 
 
 def test_bad_files_report_one_line_each_and_the_rest_go_on(clip, model, tmp_path):

@@ -219,7 +219,7 @@ class Daemon:
         gap = start - self._fed
         if self._rebase_pending or gap > MAX_FILL_SAMPLES:
             if self.detector.in_speech:  # a jump while speaking: the segment cannot go on
-                self._publish_detector_events(self.detector.flush(EndReason.DEVICE_LOST))
+                self._flush_detector(EndReason.DEVICE_LOST)
             self._restart_stream(start)
         elif gap > 0:  # a short hole: keep the timeline with silence
             self._feed(np.zeros(gap, dtype=np.float32))
@@ -250,6 +250,10 @@ class Daemon:
         self._hops += probs.size
         self._publish_detector_events(self.detector.process(probs))
 
+    def _flush_detector(self, reason: EndReason) -> None:
+        """Close an open segment at the last sample fed (not at the end of the last hop)."""
+        self._publish_detector_events(self.detector.flush(reason, end_sample=self._fed - self._base))
+
     def _publish_detector_events(self, detected) -> None:
         b = self._base
         for ev in detected:
@@ -271,7 +275,7 @@ class Daemon:
     def on_source_status(self, st) -> None:
         details = dict(st.details or {})
         if st.kind == "lost":
-            self._publish_detector_events(self.detector.flush(EndReason.DEVICE_LOST))
+            self._flush_detector(EndReason.DEVICE_LOST)
             self._lost = True
             self._rebase_pending = True
         elif st.kind == "restored":
@@ -436,7 +440,7 @@ class Daemon:
         try:
             if reason is EndReason.END_OF_INPUT:
                 self._handle_probs(self.vad.flush())
-            self._publish_detector_events(self.detector.flush(reason))
+            self._flush_detector(reason)
         except Exception as exc:  # noqa: BLE001
             self._error(f"final flush failed: {type(exc).__name__}: {exc}")
         p = self.publisher

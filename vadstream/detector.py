@@ -240,10 +240,16 @@ class Detector:
         self.state = State.QUIET
         return SpeechEnd(end, decided, p, self._segment_start, reason)
 
-    def flush(self, reason: EndReason = EndReason.END_OF_INPUT) -> list[Event]:
-        """Close an open segment (speech_end with ``reason``) and return to QUIET; keeps the hop count."""
+    def flush(self, reason: EndReason = EndReason.END_OF_INPUT, end_sample: int | None = None) -> list[Event]:
+        """Close an open segment (speech_end with ``reason``) and return to QUIET; keeps the hop count.
+
+        ``end_sample``: where the input really ended (the last hop usually runs past it); the
+        closing event never lies beyond it."""
         events: list[Event] = []
         if self.in_speech:
-            events.append(self._end(self.hop_index * self.hop_samples, self._last_prob, reason))
+            decided = self.hop_index * self.hop_samples
+            if end_sample is not None:
+                decided = min(decided, max(int(end_sample), self._segment_start))
+            events.append(self._end(decided, self._last_prob, reason))
         self.state = State.QUIET
         return events

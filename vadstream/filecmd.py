@@ -128,7 +128,7 @@ def analyse(path: str | os.PathLike[str], vad, config: DetectorConfig, keep_audi
         p = vad.flush()
         probs.append(p)
         events.extend(detector.process(p))
-        events.extend(detector.flush(EndReason.END_OF_INPUT))
+        events.extend(detector.flush(EndReason.END_OF_INPUT, end_sample=n_samples))
         result = FileResult(str(path), segments_from_events(events, SAMPLE_RATE_HZ), n_samples,
                             probs=np.concatenate(probs).astype(np.float32), hop_samples=vad.hop_samples,
                             source_rate_hz=f.source_rate_hz, source_channels=f.source_channels)
