@@ -64,6 +64,11 @@ class Vad:
         self._capacity = self._context + 4096
         self._frames = np.zeros((self._capacity, spec.features.numcep), dtype=np.float32)
         self._mfcc = StreamingMfcc(spec.features)
+        # Samples the next model call needs beyond group g's: the MFCC runs only when a call is
+        # due (small chunks cost one MFCC pass per call, not one per chunk); exact either way.
+        step = spec.features.step_samples
+        self._first_due = (self._group_frames - 1 + spec.lookahead_frames) * step + spec.features.frame_samples
+        self._due_step = self._group_frames * step
         self.reset()
 
     def reset(self) -> None:
@@ -75,6 +80,7 @@ class Vad:
         self._n_frames = 0  # stream frames stored so far
         self._groups_done = 0
         self._samples_seen = 0
+        self._pending: list[np.ndarray] = []  # float64 chunks not yet given to the MFCC
 
     def _append(self, feats: np.ndarray, normalised: bool = False) -> None:
         n = feats.shape[0]
@@ -116,14 +122,27 @@ class Vad:
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Feed samples; return the probabilities of the hops that became ready."""
         x = _scaled(samples, np.float64)  # the MFCC's working type, in one conversion
+        if x.size == 0:
+            return _EMPTY
         self._samples_seen += x.size
-        self._append(self._mfcc.process(x))
+        self._pending.append(x)
+        if self._samples_seen < self._first_due + self._groups_done * self._due_step:
+            return _EMPTY  # no model call due yet: keep the samples for the next MFCC pass
+        self._feed_pending()
         return self._score_ready(self._n_frames)
+
+    def _feed_pending(self) -> None:
+        pending = self._pending
+        if pending:
+            x = pending[0] if len(pending) == 1 else np.concatenate(pending)
+            pending.clear()
+            self._append(self._mfcc.process(x))
 
     def flush(self) -> np.ndarray:
         """End of stream: score every remaining hop that started inside the audio, then reset."""
         n_hops = -(-self._samples_seen // self.hop_samples)
         hops_before = self._groups_done * self.spec.outputs_per_inference
+        self._feed_pending()
         self._append(self._mfcc.flush())
         out = [self._score_ready(self._n_frames)]
         groups_needed = -(-n_hops // self.spec.outputs_per_inference)
