@@ -108,9 +108,10 @@ def run(args) -> list[str]:
     lines = ["## Compute (single thread, streamed as a live caller)\n",
              f"{what}, {rounds} interleaved rounds. Thread CPU time (`time.thread_time_ns`) around each call; "
              "peers are called once per hop with exactly one hop of samples, vadstream's whole pipeline "
-             "(MFCC + ONNX + Detector) with 20 ms or 40 ms chunks (it scores two 20 ms hops per ONNX call, so "
-             "with 20 ms chunks every other call runs the model). Silero runs its ONNX file through ONNX Runtime "
-             "with the same session options and the same C-level run call as vadstream (one thread, no spinning). "
+             "(MFCC + ONNX + Detector) with 20 ms or 40 ms chunks (it scores two 20 ms hops per ONNX call and "
+             "runs the MFCC only when a call is due, so with 20 ms chunks every other call does the work). "
+             "Silero runs its ONNX file through ONNX Runtime with the same session options and the same call "
+             "path as vadstream (an IO binding on fixed buffers; one thread, no spinning). "
              "The ratio is vadstream's CPU per audio second over Silero's, measured in the same round "
              "(median over rounds).\n"]
     lines.append(E.markdown_table(header, rows) + "\n")

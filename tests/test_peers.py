@@ -59,6 +59,26 @@ def test_silero_separates_silence_from_the_vowel():
     assert probs.max() < 0.2
 
 
+def test_silero_bound_call_path_equals_a_plain_session_run():
+    """The IO-binding fast path (used so the CPU bench compares equal call paths) gives the
+    probabilities of a plain InferenceSession.run with the state carried, exactly."""
+    import onnxruntime as ort
+
+    vad = build("silero")
+    sess = ort.InferenceSession(str(vad.path), providers=["CPUExecutionProvider"])
+    x = tone_and_noise(seed=3)
+    state, context, want = np.zeros((2, 1, 128), np.float32), np.zeros(64, np.float32), []
+    for i in range(0, x.size - 511, 512):
+        window = np.concatenate([context, x[i:i + 512]])[None]
+        out, state = sess.run(None, {"input": window, "state": state, "sr": np.array(16000, np.int64)})
+        context = window[0, -64:]
+        want.append(float(out[0, 0]))
+    vad.reset()
+    got = [vad.process_hop(x[i:i + 512]) for i in range(0, x.size - 511, 512)]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert max(want) - min(want) > 0.3  # the vowel is scored differently from the noise
+
+
 def test_vadstream_peer_counts_and_events(shipped_model):
     vad = peers.VadstreamPeer(shipped_model)
     x = tone_and_noise()
