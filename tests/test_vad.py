@@ -147,6 +147,22 @@ def test_streaming_equals_offline_in_any_chunking(vad, seed):
         np.testing.assert_allclose(got, offline, atol=1e-6, err_msg=f"max_chunk={max_chunk}")
 
 
+def test_caller_may_reuse_its_buffer_between_calls(vad):
+    """Samples held until the next model call are not a view of the caller's (reused) buffer."""
+    x = _speechlike(1.5, 5).astype(np.float64)
+    offline = vad(x)
+    vad.reset()
+    buf = np.empty(160, dtype=np.float64)
+    got = []
+    for i in range(0, x.size, 160):
+        n = min(160, x.size - i)
+        buf[:n] = x[i:i + n]
+        got.append(vad.process(buf[:n]))
+        buf[:] = 12345.0  # the caller scribbles over its buffer after each call
+    got.append(vad.flush())
+    np.testing.assert_allclose(np.concatenate(got), offline, atol=1e-6)
+
+
 def test_probability_k_is_ready_after_its_lookahead(vad):
     x = _speechlike(1.0, 3)
     vad.reset()

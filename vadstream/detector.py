@@ -156,6 +156,8 @@ class Detector:
 
     def process(self, probs: Iterable[float] | np.ndarray) -> list[Event]:
         """Feed the next hops' probabilities; return the events they caused, in order."""
+        if isinstance(probs, np.ndarray) and probs.size == 0:  # a chunk that completed no hop
+            return []
         values = np.asarray(probs, dtype=np.float64).reshape(-1).tolist()  # Python floats: cheaper per hop
         if not values or self._skip_steady(values):
             return []

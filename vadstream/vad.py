@@ -125,9 +125,12 @@ class Vad:
         if x.size == 0:
             return _EMPTY
         self._samples_seen += x.size
-        self._pending.append(x)
         if self._samples_seen < self._first_due + self._groups_done * self._due_step:
-            return _EMPTY  # no model call due yet: keep the samples for the next MFCC pass
+            # No model call due yet: keep the samples for the next MFCC pass. float64 input was
+            # not converted (x may be the caller's buffer, which it may reuse): keep a copy.
+            self._pending.append(x.copy() if getattr(samples, "dtype", None) == np.float64 else x)
+            return _EMPTY
+        self._pending.append(x)
         self._feed_pending()
         return self._score_ready(self._n_frames)
 
