@@ -80,3 +80,14 @@ def test_daemon_alignment_recovers_stream_offset(shipped_model):
     assert found == -320 and err < 0.05
     clock = WallClock([(k * hop, 10**9 + k * hop * 62500) for k in range(len(stream_probs))])
     assert clock(hop * 10 + 8) == pytest.approx(10**9 + (hop * 10 + 8) * 62500)
+
+
+def test_memory_child_reports_its_own_peak_not_its_big_parents():
+    """Linux keeps a forked parent's peak RSS in the child's ru_maxrss across exec; the memory
+    section must measure the child alone, even when the bench process itself is large."""
+    from bench import memory
+
+    ballast = np.ones(400 * 1024 * 1024 // 8)  # 400 MB touched in this (parent) process
+    got = memory.measure("baseline", None)
+    assert ballast.sum() > 0
+    assert 10_000 < got["maxrss_kb"] < 300_000, got  # Python + numpy + 10 s of audio
