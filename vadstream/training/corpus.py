@@ -16,8 +16,8 @@ Non-speech sources (hard negatives next to the corpus's own):
 Output: ``<out>/{speech,nonspeech}/<source>/<language or group>_<name>.flac`` (the folder name is
 the set name in logs; validation files are carved out by file name like the rest of the data).
 Licences: ktuberling-data GPL-2+; asterisk-core-sounds CC-BY-SA 3.0 (Digium prompts);
-asterisk-moh-opsound CC-BY-SA 3.0; tuxpaint-stamps GPL-2+ (per Debian's copyright file);
-sound-theme-freedesktop GPL-2+ / CC-BY(-SA) per file. We commit no audio, only this recipe.
+asterisk-moh-opsound CC-BY-SA 3.0; tuxpaint-stamps GPL-2; sound-theme-freedesktop GPL-2(+) /
+CC-BY(-SA) 3.0 per file (all per Debian's copyright files). We commit no audio, only this recipe.
 """
 
 from __future__ import annotations
