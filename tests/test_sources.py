@@ -280,3 +280,14 @@ def test_stdin_terminal_is_refused():
     finally:
         os.close(master)
         os.close(slave)
+
+
+@pytest.mark.parametrize("channels", [2, 3, 6])
+def test_downmix_equals_numpy_mean_exactly(channels):
+    from vadstream.sources import to_mono
+
+    frames = np.random.default_rng(channels).standard_normal((320, channels)).astype(np.float32)
+    got = to_mono(frames, None)
+    assert got.dtype == np.float32 and got.shape == (320,)
+    np.testing.assert_array_equal(got, frames.mean(axis=1, dtype=np.float32))
+    np.testing.assert_array_equal(to_mono(frames, 1), frames[:, 1])

@@ -35,6 +35,7 @@ from vadstream.sources import (SAMPLE_RATE_HZ, AudioBlock, Source, SourceError, 
 log = logging.getLogger("vadstream.capture")
 
 RETRY_INTERVAL_S = 1.0
+HEALTH_CHECK_NS = 100_000_000  # ask PortAudio whether the stream is alive at most every 100 ms
 OVERFLOW_BURST_GAP_S = 1.0  # overflows closer than this belong to one burst (one log line)
 STARTUP_GRACE_S = 5.0  # first callback may take this long (PulseAudio's first stream: ~1.8 s)
 CLOCK_DRIFT_LEAK = 5e-4  # how fast the capture-time estimate may drift later (500 ppm)
@@ -125,6 +126,7 @@ class CaptureSource(Source):
         self._pa_overflows = 0
         self._callbacks = 0
         self._last_cb_ns = 0
+        self._last_health_ns = 0  # monotonic ns of the last stream health check
         self._anchor = (0, 0)  # (ring frame position, wall ns of that frame)
         self._stream_finished = False
         self._closing = False
@@ -231,6 +233,7 @@ class CaptureSource(Source):
         self._seg_origin = 0
         self._seg_out = 0
         self._last_cb_ns = time.monotonic_ns()
+        self._last_health_ns = 0
         self._callbacks_at_open = self._callbacks
         self._anchor = (0, time.time_ns())
         self._t0_est = None
@@ -285,7 +288,9 @@ class CaptureSource(Source):
         return max(1.0, 10 * self.spec.block_ms / 1000.0)
 
     def _check_health(self) -> None:
-        if self._state == "open":
+        now_ns = time.monotonic_ns()
+        if self._state == "open" and now_ns - self._last_health_ns >= HEALTH_CHECK_NS:
+            self._last_health_ns = now_ns
             stream = self._stream
             why = None
             if self._stream_finished:

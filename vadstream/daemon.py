@@ -241,7 +241,9 @@ class Daemon:
     def _handle_probs(self, probs: np.ndarray) -> None:
         if probs.size == 0:
             return
-        probs = np.nan_to_num(np.asarray(probs, dtype=np.float64), nan=0.0).clip(0.0, 1.0)
+        probs = np.asarray(probs, dtype=np.float64)
+        if not (probs.min() >= 0.0 and probs.max() <= 1.0):  # NaN or out of range (a broken model)
+            probs = np.nan_to_num(probs, nan=0.0).clip(0.0, 1.0)
         if self.cfg.publisher.prob:
             for i, p in enumerate(probs):
                 s = self._base + (self._hops + i) * self.hop_samples
