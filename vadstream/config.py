@@ -53,7 +53,7 @@ class InputConfig:
     device: str | int | None = None
     channel: int | None = None
     realtime: bool = True
-    block_ms: float = 40.0  # one model call per block (the shipped model scores 40 ms per call)
+    block_ms: float = 20.0
     ring_s: float = 2.0
     samplerate_hz: int | None = None
 

@@ -105,7 +105,7 @@ class SourceSpec:
     device: str | int | None = None
     channel: int | None = None
     realtime: bool = True
-    block_ms: float = 40.0
+    block_ms: float = 20.0
     ring_s: float = 2.0
     samplerate_hz: int | None = None
 
