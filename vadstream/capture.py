@@ -297,8 +297,8 @@ class CaptureSource(Source):
                 why = "the stream stopped"
             elif not stream.active:
                 why = "the stream is no longer active"
-            elif (time.monotonic_ns() - self._last_cb_ns) / 1e9 > self._stalled_s():
-                why = f"no audio for {(time.monotonic_ns() - self._last_cb_ns) / 1e9:.1f} s"
+            elif (now_ns - self._last_cb_ns) / 1e9 > self._stalled_s():
+                why = f"no audio for {(now_ns - self._last_cb_ns) / 1e9:.1f} s"
             if why:
                 self._lose(why)
         if self._state == "lost" and time.monotonic() >= self._next_retry:

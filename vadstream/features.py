@@ -16,6 +16,7 @@ the same construction as ``python_speech_features.get_filterbanks`` and tests ch
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Mapping
 
@@ -120,13 +121,14 @@ def _dct_ortho_matrix(n_in: int, n_out: int) -> np.ndarray:
     return mat
 
 
+@functools.lru_cache(maxsize=None)
 def _rfft_function(nfft: int, frame_samples: int):
     """``frames -> np.fft.rfft(frames, nfft)`` along the last axis.
 
     numpy's own FFT ufunc is called directly where it exists (numpy >= 2.0): the same computation
     without ``np.fft.rfft``'s Python wrapper, which costs more than the FFT itself at two frames
-    per call. Checked equal to ``np.fft.rfft`` bit for bit on construction; any difference or a
-    numpy without it falls back to ``np.fft.rfft``."""
+    per call. Checked equal to ``np.fft.rfft`` bit for bit once per FFT size (cached); any
+    difference or a numpy without it falls back to ``np.fft.rfft``."""
 
     def public(frames: np.ndarray) -> np.ndarray:
         return np.fft.rfft(frames, nfft)

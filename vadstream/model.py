@@ -19,7 +19,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -118,6 +118,21 @@ def session_options():
     return opts
 
 
+def bound_run(session, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> Callable[[], None]:
+    """A no-argument call that runs ``session`` on fixed numpy buffers through an IO binding.
+
+    The inputs are read from, and the outputs written into, the given arrays on every call (fill
+    them in place; never rebind a name): no input dict, no output allocation, the same kernels and
+    numbers as ``session.run``. The live fast path of :class:`OnnxModel` and of the Silero peer."""
+    binding = session.io_binding()
+    for name, array in inputs.items():
+        binding.bind_cpu_input(name, array)
+    for name, array in outputs.items():
+        binding.bind_output(name, "cpu", 0, array.dtype.type, list(array.shape), array.ctypes.data)
+    run, raw = session._sess.run_with_iobinding, binding._iobinding
+    return lambda: run(raw, None)
+
+
 class OnnxModel:
     """A loaded model: validated spec plus an ONNX Runtime session (one per stream; not shared)."""
 
@@ -144,11 +159,7 @@ class OnnxModel:
         # dict, no output allocation. Same kernels as a batch-1 run(), so the same numbers.
         self._window = np.zeros((1, self.spec.context_frames, self.spec.features.numcep), dtype=np.float32)
         self._probs = np.zeros((1, self.spec.outputs_per_inference), dtype=np.float32)
-        binding = self._session.io_binding()
-        binding.bind_cpu_input(INPUT_NAME, self._window)
-        binding.bind_output(OUTPUT_NAME, "cpu", 0, np.float32, list(self._probs.shape), self._probs.ctypes.data)
-        self._binding = binding._iobinding
-        self._run_bound = self._session._sess.run_with_iobinding
+        self._run_bound = bound_run(self._session, {INPUT_NAME: self._window}, {OUTPUT_NAME: self._probs})
 
     def _check_io(self) -> None:
         inputs = self._session.get_inputs()
@@ -178,7 +189,7 @@ class OnnxModel:
 
         Equal to ``self(window[None])[0]`` bit for bit, with less per-call overhead (the live path)."""
         self._window[0] = window
-        self._run_bound(self._binding, None)
+        self._run_bound()
         out[:] = self._probs[0]
 
 

@@ -160,7 +160,7 @@ class SileroPeer(HopVad):
         super().__init__()
         import onnxruntime as ort
 
-        from vadstream.model import session_options
+        from vadstream.model import bound_run, session_options
 
         self.path = Path(path) if path else silero_onnx_path()
         self.version = f"v{SILERO_VERSION} ({self.path.name})"
@@ -173,14 +173,8 @@ class SileroPeer(HopVad):
         self._prob = np.zeros((1, 1), dtype=np.float32)
         # The same live fast path as vadstream.model.OnnxModel.score_window: an IO binding on
         # fixed buffers (the bench compares call paths of equal overhead).
-        binding = self._session.io_binding()
-        binding.bind_cpu_input("input", self._x)
-        binding.bind_cpu_input("state", self._state)
-        binding.bind_cpu_input("sr", self._sr)
-        binding.bind_output("output", "cpu", 0, np.float32, [1, 1], self._prob.ctypes.data)
-        binding.bind_output("stateN", "cpu", 0, np.float32, list(self._state.shape), self._state_out.ctypes.data)
-        self._binding = binding._iobinding
-        self._run_bound = self._session._sess.run_with_iobinding
+        self._run_bound = bound_run(self._session, {"input": self._x, "state": self._state, "sr": self._sr},
+                                    {"output": self._prob, "stateN": self._state_out})
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -190,7 +184,7 @@ class SileroPeer(HopVad):
     def process_hop(self, hop: np.ndarray) -> float:
         x = self._x
         x[0, self.context_samples:] = hop
-        self._run_bound(self._binding, None)
+        self._run_bound()
         self._state[:] = self._state_out
         x[0, : self.context_samples] = x[0, -self.context_samples:]
         return float(self._prob[0, 0])

@@ -143,8 +143,8 @@ class Windows:
     """Normalised scene features with ``context`` zero rows in front; gathers model windows.
 
     Group ``g`` of scene ``s`` (hops 2g, 2g+1) sees frames ``last-C+1 .. last`` with
-    ``last = G(g+1) - 1 + L`` (G = 2 * frames_per_hop frames per group), exactly the runtime's geometry (zeros before the stream start, the last
-    frame repeated past its end)."""
+    ``last = G(g+1) - 1 + L`` (G = 2 * frames_per_hop frames per group), exactly the runtime's
+    geometry (zeros before the stream start, the last frame repeated past its end)."""
 
     def __init__(self, feats: np.ndarray, targets: np.ndarray, mean: np.ndarray, std: np.ndarray,
                  context: int, lookahead: int, frames_per_hop: int):
