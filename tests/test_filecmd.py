@@ -207,7 +207,8 @@ def test_bad_files_report_one_line_each_and_the_rest_go_on(clip, model, tmp_path
     assert len(errors) == 5, proc.stderr  # four bad ones (the directory included) + summary
     assert errors[0] == f"vadstream file: {missing}: no such file"
     assert errors[1] == f"vadstream file: {text}: not a supported audio file (Format not recognised.)"
-    assert errors[2].startswith(f"vadstream file: {truncated}: not a supported audio file (")
+    assert errors[2] == (f"vadstream file: {truncated}: damaged WAV header: the 'fmt' chunk at byte 12 declares "
+                         "16 bytes, only 10 follow")
     assert errors[3] == f"vadstream file: {tmp_path}: is a directory, not an audio file"
     assert errors[-1] == "vadstream file: 4 of 5 file(s) failed"
     rows = proc.stdout.splitlines()

@@ -116,7 +116,7 @@ def test_pcm_widths_8_24_32_bit(tmp_path):
                                          ("WAVEX", "PCM_24"), ("WAVEX", "PCM_16")])
 def test_float_and_extensible_wav_without_soundfile(tmp_path, fmt, subtype):
     """Audacity's float WAVs and WAVE_FORMAT_EXTENSIBLE files are read by vadstream's own RIFF
-    reader (the stdlib ``wave`` refuses them before Python 3.12); soundfile only writes them."""
+    parser (the stdlib ``wave`` refuses them before Python 3.12); soundfile only writes them."""
     soundfile = pytest.importorskip("soundfile")
     t = np.arange(22050) / 22050
     x = np.stack([0.25 * np.sin(2 * np.pi * 500 * t), 0.25 * np.sin(2 * np.pi * 500 * t)], 1)
@@ -125,7 +125,7 @@ def test_float_and_extensible_wav_without_soundfile(tmp_path, fmt, subtype):
     from vadstream import sources
 
     reader = sources._open_audio_file(str(path))
-    assert isinstance(reader, (sources._WaveReader, sources._RiffReader)), type(reader)
+    assert isinstance(reader, sources._WavReader), type(reader)
     reader.close()
     src = open_source(SourceSpec(input=str(path), realtime=False))
     y = join(read_all(src))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 import time
@@ -74,7 +75,7 @@ def _strip_path(message: str, path: str) -> str:
 
 
 def open_audio(path: str | os.PathLike[str], block_ms: float = 1000.0) -> AudioFile:
-    """Open ``path`` with the daemon's file reader (PCM WAV via ``wave``, else ``soundfile``).
+    """Open ``path`` with the daemon's file reader (WAV by vadstream's own parser, else ``soundfile``).
 
     Raises :class:`AudioFileError` with a one-line reason (missing file, not audio, soundfile
     needed for this format).
@@ -226,7 +227,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--format", choices=FORMATS, default="json",
                         help="output format (default json: one JSON object per file per line)")
     parser.add_argument("-o", "--output", metavar="PATH",
-                        help="write here instead of stdout; an existing directory gets one file per input")
+                        help="write here instead of stdout; a directory (existing, or ending in '/': "
+                        "created) gets one file per input")
     parser.add_argument("--probs", action="store_true",
                         help="write per-hop speech probabilities (json or csv) instead of segments")
     parser.add_argument("--plot", metavar="PNG",
@@ -240,8 +242,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_detector_arguments(parser)
 
 
+def _directory(option: str | None, must_be: bool) -> Path | None:
+    """The directory an ``-o`` / ``--plot`` value names, or None when it names one file."""
+    if option and (must_be or option.endswith(("/", os.sep)) or Path(option).is_dir()):
+        return Path(option)
+    return None
+
+
 def _error(message: str) -> None:
     print(f"vadstream file: {message}", file=sys.stderr, flush=True)
+
+
+class _LogLines(logging.Handler):
+    """The pipeline's warnings (e.g. a damaged WAV read as far as it goes) as ``vadstream file:``
+    lines on stderr, with the progress bar cleared first."""
+
+    def __init__(self, progress: "Progress"):
+        super().__init__(logging.WARNING)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.clear()
+        _error(record.getMessage().replace("\n", " | "))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -281,11 +303,13 @@ def main(args: argparse.Namespace) -> int:
         _error(str(exc))
         return 2
 
-    out_dir = Path(args.output) if args.output and Path(args.output).is_dir() else None
-    if out_dir is None and args.format == "audacity" and len(args.paths) > 1:
-        _error("an Audacity label track holds one file: use -o DIR to write one track per file")
+    # -o and --plot name a directory (created if missing) when it exists, ends with '/', or
+    # must be one: several inputs for one picture each, several Audacity label tracks.
+    out_dir = _directory(args.output, args.format == "audacity" and len(args.paths) > 1)
+    plot_dir = _directory(args.plot, len(args.paths) > 1)
+    if out_dir is None and args.format == "audacity" and len(args.paths) > 1:  # no -o at all
+        _error("an Audacity label track holds one file: use -o DIR/ to write one track per file")
         return 2
-    plot_dir = Path(args.plot) if args.plot and (len(args.paths) > 1 or Path(args.plot).is_dir()) else None
     if out_dir is not None or plot_dir is not None:
         stems = [Path(p).stem for p in args.paths]
         clash = sorted({s for s in stems if stems.count(s) > 1})
@@ -294,8 +318,9 @@ def main(args: argparse.Namespace) -> int:
                    "each other (rename them or run one at a time)")
             return 2
     try:
-        if plot_dir is not None:
-            plot_dir.mkdir(parents=True, exist_ok=True)
+        for directory in (out_dir, plot_dir):
+            if directory is not None:
+                directory.mkdir(parents=True, exist_ok=True)
         stream = None
         if args.output and out_dir is None:
             stream = open(args.output, "w", encoding="utf-8", newline="")
@@ -308,6 +333,9 @@ def main(args: argparse.Namespace) -> int:
 
     progress = Progress(sys.stderr, len(args.paths), enabled=args.progress)
     failed = 0
+    logger = logging.getLogger("vadstream")
+    handler = _LogLines(progress)
+    logger.addHandler(handler)
     try:
         for index, path in enumerate(args.paths):
             progress.file(index, path)
@@ -338,6 +366,7 @@ def main(args: argparse.Namespace) -> int:
                     exc = f"{exc.strerror}: {exc.filename}" if exc.filename and exc.filename != path else exc.strerror
                 _error(f"{path}: {exc}")
     finally:
+        logger.removeHandler(handler)
         progress.clear()
         if stream is not None and stream is not sys.stdout:
             stream.close()

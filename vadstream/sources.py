@@ -21,7 +21,9 @@ sample's offset in the file (the time it would be heard when played from ``start
 Inputs (``SourceSpec.input``): ``None`` the microphone (see :mod:`vadstream.capture`), ``'-'``
 raw s16le mono 16 kHz on stdin (``arecord -f S16_LE -r 16000 -c 1 | vadstream run --input -``;
 a WAV header on stdin is accepted when it says exactly that format), else a WAV file of any rate
-and channel count (PCM via the stdlib ``wave`` module; other formats need ``soundfile``).
+(4..384 kHz) and channel count (PCM and float WAV by vadstream's own RIFF parser; other formats
+need ``soundfile``). A damaged WAV is read as far as it makes sense (a data chunk longer than the
+file, a trailing partial sample: one warning) or refused with one line.
 Bad input raises :class:`SourceError` with one line that says what is wrong.
 """
 
@@ -35,7 +37,6 @@ import queue
 import sys
 import threading
 import time
-import wave
 from typing import Any
 
 import numpy as np
@@ -229,26 +230,117 @@ class _Blocker:
 
 
 # -- WAV / audio file --------------------------------------------------------------------------
-class _WaveReader:
-    """PCM WAV through the stdlib ``wave`` module."""
+MIN_RATE_HZ, MAX_RATE_HZ = 4000, 384000
+MAX_CHANNELS = 1024
+_STREAMING_DATA_SIZE = 0xFFFFFFFF  # what streaming writers put in the data size before they know it
+
+
+class WavError(Exception):
+    """A RIFF/WAVE file vadstream cannot read; ``other_reader`` is True when another reader
+    (libsndfile) may still understand it (not RIFF/WAVE at all, or an encoding we do not decode)."""
+
+    def __init__(self, message: str, other_reader: bool = False):
+        super().__init__(message)
+        self.other_reader = other_reader
+
+
+class _WavReader:
+    """RIFF/WAVE through vadstream's own parser (standard library only): PCM 8/16/24/32-bit,
+    IEEE float 32/64-bit, and WAVE_FORMAT_EXTENSIBLE of either (Audacity, sox, arecord).
+
+    Damaged files give audio or one clear :class:`WavError`, never a traceback: a chunk whose
+    declared size runs past the end of the file is refused (unless it is the data chunk), a data
+    chunk longer than the file (a truncated file, or a stream's placeholder size) is read as far
+    as it goes, and a trailing partial sample is dropped. What was repaired is in ``warnings``."""
+
+    _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 
     def __init__(self, path: str):
-        self._w = wave.open(path, "rb")
-        self.rate_hz = self._w.getframerate()
-        self.channels = self._w.getnchannels()
-        self.frames = self._w.getnframes()
-        self._width = self._w.getsampwidth()
-        self.format = f"PCM {8 * self._width}-bit WAV"
+        self.warnings: list[str] = []
+        self._f = open(path, "rb")
+        try:
+            self._parse(os.fstat(self._f.fileno()).st_size)
+        except Exception:
+            self._f.close()
+            raise
+
+    def _parse(self, file_size: int) -> None:
+        f = self._f
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise WavError("not a WAV file (no RIFF/WAVE header)", other_reader=True)
+        fmt = None
+        pos = 12
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                raise WavError("no data chunk" if fmt is not None else "no fmt and data chunks")
+            cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            pos += 8
+            left = file_size - pos
+            if cid == b"data":
+                break
+            name = cid.decode("latin-1").strip() or repr(cid)
+            if size > left:
+                raise WavError(f"damaged WAV header: the {name!r} chunk at byte {pos - 8} declares {size} bytes, "
+                               f"only {left} follow")
+            if cid == b"fmt ":
+                fmt = f.read(min(size, 64))
+            f.seek(pos + size + (size & 1))
+            pos += size + (size & 1)
+        if fmt is None:
+            raise WavError("no fmt chunk before the data chunk")
+        if len(fmt) < 16:
+            raise WavError(f"fmt chunk too short ({len(fmt)} bytes, need 16)")
+        tag = int.from_bytes(fmt[0:2], "little")
+        self.channels = int.from_bytes(fmt[2:4], "little")
+        self.rate_hz = int.from_bytes(fmt[4:8], "little")
+        bits = int.from_bytes(fmt[14:16], "little")
+        if tag == self._EXTENSIBLE and len(fmt) >= 26:
+            tag = int.from_bytes(fmt[24:26], "little")  # first two bytes of the subformat GUID
+        self._width = (bits + 7) // 8
+        self._float = tag == self._FLOAT
+        if not ((tag == self._PCM and 1 <= self._width <= 4) or (self._float and self._width in (4, 8))):
+            raise WavError(f"unsupported WAV encoding (format {tag}, {bits}-bit)", other_reader=True)
+        if not 1 <= self.channels <= MAX_CHANNELS:
+            raise WavError(f"unsupported channel count {self.channels} (1..{MAX_CHANNELS})")
+        if not MIN_RATE_HZ <= self.rate_hz <= MAX_RATE_HZ:
+            raise WavError(f"unsupported sample rate {self.rate_hz} Hz ({MIN_RATE_HZ}..{MAX_RATE_HZ})")
+        available = file_size - pos
+        if size > available:
+            what = "a streaming placeholder" if size == _STREAMING_DATA_SIZE else f"{size} bytes"
+            self.warnings.append(f"the data chunk declares {what} but the file holds {available}: "
+                                 "reading what is there (truncated file?)")
+            size = available
+        frame_bytes = self._width * self.channels
+        if size % frame_bytes:
+            self.warnings.append(f"the data ends with a partial sample ({size % frame_bytes} byte(s)): ignored")
+        self.frames = size // frame_bytes
+        self._left = self.frames
+        self.format = f"{'float' if self._float else 'PCM'} {bits}-bit WAV"
 
     def read(self, n: int) -> np.ndarray:
-        return pcm_to_float(self._w.readframes(n), self._width, self.channels)
+        n = min(n, self._left)
+        frame_bytes = self._width * self.channels
+        data = self._f.read(n * frame_bytes)
+        got = len(data) // frame_bytes  # short if the file shrank while being read
+        self._left = 0 if got < n else self._left - n
+        data = data[: got * frame_bytes]
+        if self._float:
+            x = np.frombuffer(data, dtype="<f4" if self._width == 4 else "<f8").astype(np.float32)
+            # NaN/inf or samples beyond full scale in a float file: silence / full scale.
+            x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+            return x.reshape(-1, self.channels)
+        return pcm_to_float(data, self._width, self.channels)
 
     def close(self) -> None:
-        self._w.close()
+        self._f.close()
 
 
 class _SoundfileReader:
-    """Any format libsndfile reads (float WAV, FLAC, OGG ...)."""
+    """Any format libsndfile reads (FLAC, OGG, WAV encodings we do not decode ...)."""
+
+    warnings: list[str] = []
 
     def __init__(self, path: str):
         import soundfile
@@ -260,97 +352,41 @@ class _SoundfileReader:
         self.format = f"{self._f.format} {self._f.subtype}"
 
     def read(self, n: int) -> np.ndarray:
-        return self._f.read(n, dtype="float32", always_2d=True)
-
-    def close(self) -> None:
-        self._f.close()
-
-
-class _RiffReader:
-    """WAV files the stdlib ``wave`` module refuses before Python 3.12: WAVE_FORMAT_EXTENSIBLE
-    (PCM or float) and IEEE float (format 3, 32/64-bit), as written by Audacity, sox and others."""
-
-    _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
-
-    def __init__(self, path: str):
-        self._f = open(path, "rb")
-        try:
-            self._parse()
-        except Exception:
-            self._f.close()
-            raise
-
-    def _parse(self) -> None:
-        f = self._f
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            raise wave.Error("file does not start with RIFF id")
-        fmt = None
-        while True:
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                raise wave.Error("no data chunk")
-            cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
-            if cid == b"fmt ":
-                fmt = f.read(size + (size & 1))
-            elif cid == b"data":
-                break
-            else:
-                f.seek(size + (size & 1), os.SEEK_CUR)
-        if fmt is None or len(fmt) < 16:
-            raise wave.Error("no fmt chunk before the data")
-        tag = int.from_bytes(fmt[0:2], "little")
-        self.channels = int.from_bytes(fmt[2:4], "little")
-        self.rate_hz = int.from_bytes(fmt[4:8], "little")
-        bits = int.from_bytes(fmt[14:16], "little")
-        if tag == self._EXTENSIBLE and len(fmt) >= 26:
-            tag = int.from_bytes(fmt[24:26], "little")  # first two bytes of the subformat GUID
-        if tag not in (self._PCM, self._FLOAT) or bits % 8 or self.channels < 1:
-            raise wave.Error(f"unsupported WAV encoding (format {tag}, {bits}-bit)")
-        self._width = bits // 8
-        self._float = tag == self._FLOAT
-        if self._float and self._width not in (4, 8):
-            raise wave.Error(f"unsupported float WAV width {bits}-bit")
-        self.frames = size // (self._width * self.channels)
-        self._left = self.frames
-        self.format = f"{'float' if self._float else 'PCM'} {bits}-bit WAV"
-
-    def read(self, n: int) -> np.ndarray:
-        n = min(n, self._left)
-        data = self._f.read(n * self._width * self.channels)
-        usable = len(data) - len(data) % (self._width * self.channels)
-        self._left = 0 if usable < n * self._width * self.channels else self._left - n
-        data = data[:usable]
-        if self._float:
-            x = np.frombuffer(data, dtype="<f4" if self._width == 4 else "<f8").astype(np.float32)
-            return x.reshape(-1, self.channels)
-        return pcm_to_float(data, self._width, self.channels)
+        x = self._f.read(n, dtype="float32", always_2d=True)
+        return np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
 
     def close(self) -> None:
         self._f.close()
 
 
 def _open_audio_file(path: str):
+    """A reader for ``path``: vadstream's WAV parser, else soundfile; SourceError (one line) if neither."""
     if not os.path.exists(path):
         raise SourceError(f"input file not found: {path}")
     if os.path.isdir(path):
         raise SourceError(f"input is a directory, not an audio file: {path}")
     try:
         try:
-            return _WaveReader(path)
-        except (wave.Error, EOFError):
-            return _RiffReader(path)
-    except (wave.Error, EOFError) as wave_exc:
-        try:
-            return _SoundfileReader(path)
-        except ImportError:
-            raise SourceError(
-                f"cannot read {path}: {wave_exc} (WAV is supported; install soundfile for "
-                "other formats)") from None
-        except Exception as exc:  # soundfile.LibsndfileError and friends
-            raise SourceError(f"cannot read {path}: not a supported audio file ({exc})") from None
+            reader = _WavReader(path)
+        except WavError as wav_exc:
+            if not wav_exc.other_reader:
+                raise SourceError(f"cannot read {path}: {wav_exc}") from None
+            try:
+                reader = _SoundfileReader(path)
+            except ImportError:
+                raise SourceError(f"cannot read {path}: {wav_exc} (WAV is supported; install soundfile for "
+                                  "other formats)") from None
+            except Exception as exc:  # soundfile.LibsndfileError and friends
+                text = str(exc).replace(f"Error opening {path!r}: ", "").splitlines()
+                raise SourceError(f"cannot read {path}: not a supported audio file "
+                                  f"({text[0] if text else type(exc).__name__})") from None
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not (1 <= reader.channels <= MAX_CHANNELS and MIN_RATE_HZ <= reader.rate_hz <= MAX_RATE_HZ):
+        reader.close()
+        raise SourceError(f"cannot read {path}: unsupported format ({reader.channels} channel(s) at "
+                          f"{reader.rate_hz} Hz; {MIN_RATE_HZ}..{MAX_RATE_HZ} Hz, 1..{MAX_CHANNELS} channels)")
+    return reader
 
 
 class FileSource(Source):
@@ -363,9 +399,8 @@ class FileSource(Source):
         self.name = f"file:{os.path.basename(self.path)}"
         self._reader = _open_audio_file(self.path)
         r = self._reader
-        if r.channels < 1 or r.rate_hz <= 0:
-            raise SourceError(f"cannot read {self.path}: {r.channels} channels at {r.rate_hz} Hz")
         if spec.channel is not None and spec.channel >= r.channels:
+            r.close()
             raise SourceError(f"channel {spec.channel} does not exist: {self.path} has "
                               f"{r.channels} channel(s) (0..{r.channels - 1})")
         self._resampler = Resampler(r.rate_hz, SAMPLE_RATE_HZ)
@@ -381,10 +416,12 @@ class FileSource(Source):
         self._t0_wall = time.time_ns()
         self._started = True
         r = self._reader
+        for warning in r.warnings:  # a damaged but readable file: said once, at the start
+            log.warning("%s: %s", self.path, warning)
         self._report("opened", f"reading {self.path} ({r.format}, {r.rate_hz} Hz, {r.channels} ch, "
                      f"{r.frames / r.rate_hz:.2f} s{'' if self.spec.realtime else ', not paced'})",
                      path=self.path, rate_hz=r.rate_hz, channels=r.channels,
-                     duration_s=r.frames / r.rate_hz, realtime=self.spec.realtime)
+                     duration_s=r.frames / r.rate_hz, realtime=self.spec.realtime, warnings=list(r.warnings))
 
     def _fill(self, want: int) -> None:
         while len(self._pending) < want and not self._eof:
