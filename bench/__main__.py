@@ -45,10 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from vadstream.training import evaluate as E
+    from vadstream.evaluation import evaluate
 
     if args.seed is None:
-        args.seed = E.DEFAULT_SEED
+        args.seed = evaluate.DEFAULT_SEED
     args.out.mkdir(parents=True, exist_ok=True)
     from . import report
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vadstream import metrics as M
-from vadstream.training import evaluate as E
+from vadstream.evaluation import evaluate, metrics
 
 from . import report
 
@@ -26,7 +25,7 @@ MIX = "mixtures"
 
 
 def ms(v) -> str:
-    return E.fmt(v, 0) if not isinstance(v, str) else v
+    return evaluate.fmt(v, 0) if not isinstance(v, str) else v
 
 
 def pct(v) -> str:
@@ -36,7 +35,7 @@ def pct(v) -> str:
 def fmt_event_row(s: dict) -> list[str]:
     return [ms(s["onset_median_ms"]), ms(s["onset_p90_ms"]), ms(s["offset_median_ms"]), ms(s["offset_p90_ms"]),
             pct(s["missed_fraction"]), pct(s["early_fraction"]), pct(s["bridged_fraction"]),
-            pct(s["fragments_per_segment"]), E.fmt(s["false_starts_per_hour"], 1)]
+            pct(s["fragments_per_segment"]), evaluate.fmt(s["false_starts_per_hour"], 1)]
 
 
 def log(msg: str) -> None:
@@ -45,7 +44,7 @@ def log(msg: str) -> None:
 
 def mixture_runs(by_cond: dict, which: str = "all") -> list:
     return [r for c, runs in by_cond.items() if c != "non-speech" and not c.startswith("set:")
-            for r in E.half(runs, which)]
+            for r in evaluate.half(runs, which)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,15 +52,15 @@ def mixture_runs(by_cond: dict, which: str = "all") -> list:
 # --------------------------------------------------------------------------------------------
 def collect(args) -> tuple[dict, dict, dict, dict]:
     """(peers, skipped, conditions, results)."""
-    from vadstream.peers import available_peers
+    from vadstream.evaluation.peers import available_peers
 
     names = [n for n in args.peers.split(",") if n] if args.peers else None
     peers, skipped = available_peers(names, model=args.model)
     conditions: dict[str, list] = {}
-    data_root = Path(args.data_root) if args.data_root else E.default_data_root()
+    data_root = Path(args.data_root) if args.data_root else evaluate.default_data_root()
     if (data_root / "dev").is_dir():
-        snrs = (10.0, None) if args.quick else E.DEFAULT_SNRS
-        conditions = E.load_dev(data_root, snrs, args.seed, max_items=2 if args.quick else None,
+        snrs = (10.0, None) if args.quick else evaluate.DEFAULT_SNRS
+        conditions = evaluate.load_dev(data_root, snrs, args.seed, max_items=2 if args.quick else None,
                                 max_nonspeech=2 if args.quick else None)
     else:
         log(f"bench accuracy: no dev split under {data_root}: dev mixtures skipped")
@@ -74,7 +73,7 @@ def collect(args) -> tuple[dict, dict, dict, dict]:
     for c, items in conditions.items():
         log(f"  {c}: {len(items)} items, {sum(i.audio.size for i in items) / 16000 / 60:.1f} min")
     t0 = time.perf_counter()
-    results = E.run_all(peers, conditions, log=log)
+    results = evaluate.run_all(peers, conditions, log=log)
     log(f"  all VADs: {time.perf_counter() - t0:.1f} s")
     return peers, skipped, conditions, results
 
@@ -92,7 +91,7 @@ def accuracy_section(peers, skipped, conditions, results) -> tuple[dict, str]:
     if conds:
         ns = conditions.get("non-speech", [])
         lines.append(f"Dev split of the corpus, never trained on: {n_mix} mixtures ({mix_min:.1f} min) at "
-                     f"{', '.join(conds)} (`build_eval_set`, seed {E.DEFAULT_SEED}: the same speech and noise "
+                     f"{', '.join(conds)} (`build_eval_set`, seed {evaluate.DEFAULT_SEED}: the same speech and noise "
                      f"excerpts at every SNR), plus {len(ns)} non-speech clips "
                      f"({sum(i.audio.size for i in ns) / 16000 / 60:.1f} min) on their own. Labels from the "
                      "clean speech (`speech_mask`), per hop at the hop centre. P/R/F1/FPR at each VAD's "
@@ -102,23 +101,23 @@ def accuracy_section(peers, skipped, conditions, results) -> tuple[dict, str]:
                   "speech flagged on non-speech"]
         rows = []
         for name, by_cond in results.items():
-            s = E.frame_summary(mixture_runs(by_cond), peers[name].default_threshold)
+            s = evaluate.frame_summary(mixture_runs(by_cond), peers[name].default_threshold)
             ns_runs = by_cond.get("non-speech", [])
-            ns_rate = float(np.mean(E.concat(ns_runs)[1] >= 0.5)) if ns_runs else float("nan")
-            per = {c: E.frame_summary(by_cond[c]) for c in conds}
+            ns_rate = float(np.mean(evaluate.concat(ns_runs)[1] >= 0.5)) if ns_runs else float("nan")
+            per = {c: evaluate.frame_summary(by_cond[c]) for c in conds}
             data["vads"][name] = {"hop_samples": peers[name].hop_samples, "all": s, "per_condition": per,
                                   "nonspeech_flagged": ns_rate, "version": getattr(peers[name], "version", "")}
             rows.append([name, peers[name].hop_samples / 16, s["roc_auc"], s["ap"], s["precision"], s["recall"],
                          s["f1"], s["fpr"], ns_rate])
         lines.append("All dev mixtures together:\n")
-        lines.append(E.markdown_table(header, rows) + "\n")
+        lines.append(evaluate.markdown_table(header, rows) + "\n")
         lines.append("Per SNR condition (ROC-AUC / AP / F1@0.5):\n")
         rows = []
         for name in results:
             per = data["vads"][name]["per_condition"]
-            rows.append([name] + [f"{E.fmt(per[c]['roc_auc'])} / {E.fmt(per[c]['ap'])} / {E.fmt(per[c]['f1'])}"
+            rows.append([name] + [f"{evaluate.fmt(per[c]['roc_auc'])} / {evaluate.fmt(per[c]['ap'])} / {evaluate.fmt(per[c]['f1'])}"
                                   for c in conds])
-        lines.append(E.markdown_table(["VAD", *conds], rows) + "\n")
+        lines.append(evaluate.markdown_table(["VAD", *conds], rows) + "\n")
     for c in sets:
         items = conditions[c]
         lines.append(f"Labelled set `{c[4:]}`: {len(items)} files, "
@@ -126,10 +125,10 @@ def accuracy_section(peers, skipped, conditions, results) -> tuple[dict, str]:
                      f"{np.mean(np.concatenate([i.speech for i in items])):.0%} speech:\n")
         rows = []
         for name, by_cond in results.items():
-            s = E.frame_summary(by_cond[c], peers[name].default_threshold)
+            s = evaluate.frame_summary(by_cond[c], peers[name].default_threshold)
             data["vads"].setdefault(name, {})[c] = s
             rows.append([name, s["roc_auc"], s["ap"], s["precision"], s["recall"], s["f1"], s["fpr"]])
-        lines.append(E.markdown_table(["VAD", "ROC-AUC", "AP", "precision", "recall", "F1", "FPR"], rows) + "\n")
+        lines.append(evaluate.markdown_table(["VAD", "ROC-AUC", "AP", "precision", "recall", "F1", "FPR"], rows) + "\n")
     for name, reason in skipped.items():
         lines.append(f"- **{name} not measured**: {reason}")
     return data, "\n".join(lines) + "\n"
@@ -143,17 +142,17 @@ def plot_pr(results, peers, path: Path) -> Path | None:
 
     fig, ax = plt.subplots(figsize=(6.5, 5))
     for name, by_cond in results.items():
-        labels, probs = E.concat(mixture_runs(by_cond))
+        labels, probs = evaluate.concat(mixture_runs(by_cond))
         if labels.size == 0 or not labels.any():
             continue
         if peers[name].binary:
-            s = M.scores_at(labels, probs, 0.5)
+            s = metrics.scores_at(labels, probs, 0.5)
             ax.plot([s.recall], [s.precision], "o", label=f"{name} (binary)")
             continue
-        p, r, _ = M.precision_recall_curve(labels, probs)
-        ap = M.average_precision(labels, probs)
+        p, r, _ = metrics.precision_recall_curve(labels, probs)
+        ap = metrics.average_precision(labels, probs)
         line, = ax.plot(r, p, label=f"{name} (AP {ap:.3f})", drawstyle="steps-post")
-        s = M.scores_at(labels, probs, 0.5)
+        s = metrics.scores_at(labels, probs, 0.5)
         ax.plot([s.recall], [s.precision], "x", color=line.get_color())
     ax.set_xlabel("recall (speech hops)")
     ax.set_ylabel("precision")
@@ -198,15 +197,15 @@ def tuning_cost(s: dict, fs_per_hour: float) -> float:
 
 def evaluate_config(by_cond: dict, config, which: str) -> dict:
     mix = mixture_runs(by_cond, which)
-    ns = E.half(by_cond.get("non-speech", []), which)
-    st = E.event_summary(mix, config=config).summary()
-    st["false_starts_per_hour"] = E.false_starts_per_hour(ns, config=config) if ns else float("nan")
+    ns = evaluate.half(by_cond.get("non-speech", []), which)
+    st = evaluate.event_summary(mix, config=config).summary()
+    st["false_starts_per_hour"] = evaluate.false_starts_per_hour(ns, config=config) if ns else float("nan")
     st["cost"] = tuning_cost(st, st["false_starts_per_hour"])
     return st
 
 
 def tuning_section(results, quick: bool) -> tuple[dict, str, object]:
-    from vadstream.detector import DetectorConfig
+    from vadstream.stages.detector import DetectorConfig
 
     if "vadstream" not in results or not mixture_runs(results["vadstream"]):
         return {}, "## Detector defaults\n\nNot tuned: vadstream or the dev mixtures are missing.\n", None
@@ -256,14 +255,14 @@ def tuning_section(results, quick: bool) -> tuple[dict, str, object]:
              "labelled segments (a sentence cut in two is a premature end of turn, the failure consumers "
              "notice most).\n",
              "Best 8 settings on the tune half:\n"]
-    lines.append(E.markdown_table(header, [[cfg_str(c)] + fmt_event_row(s) + [ms(s["cost"])] for c, s in rows[:8]]) + "\n")
+    lines.append(evaluate.markdown_table(header, [[cfg_str(c)] + fmt_event_row(s) + [ms(s["cost"])] for c, s in rows[:8]]) + "\n")
     lines.append("Current defaults vs the recommendation, **test half** (not used for choosing):\n")
     test_rows = [[f"current: {cfg_str(base)}"] + fmt_event_row(test_current) + [ms(test_current["cost"])]]
     if lowest_cfg != best_cfg:
         test_rows.append([f"lowest tune cost: {cfg_str(lowest_cfg)}"] + fmt_event_row(test_lowest)
                          + [ms(test_lowest["cost"])])
     test_rows.append([f"**recommended**: {cfg_str(best_cfg)}"] + fmt_event_row(test_best) + [ms(test_best["cost"])])
-    lines.append(E.markdown_table(header, test_rows) + "\n")
+    lines.append(evaluate.markdown_table(header, test_rows) + "\n")
     data = {"grid": {k: list(v) for k, v in grid.items()},
             "ranked_tune": [{"config": dataclasses.asdict(c), **s} for c, s in rows],
             "current_tune": current, "current_test": test_current, "best_test": test_best,
@@ -276,9 +275,9 @@ def tuning_section(results, quick: bool) -> tuple[dict, str, object]:
 # Section: latency (offline, common rule)
 # --------------------------------------------------------------------------------------------
 def latency_section(results, peers, recommended, which: str = "test") -> tuple[dict, str]:
-    from vadstream.detector import DetectorConfig
+    from vadstream.stages.detector import DetectorConfig
 
-    rule = E.COMMON_RULE
+    rule = evaluate.COMMON_RULE
     data: dict = {"rule": dataclasses.asdict(rule), "rows": {}}
     header = ["VAD / smoothing", "onset p50 ms", "onset p90", "offset p50", "offset p90", "missed", "early",
               "bridged", "fragmented", "false starts/h non-speech"]
@@ -286,11 +285,11 @@ def latency_section(results, peers, recommended, which: str = "test") -> tuple[d
 
     def add(label: str, by_cond: dict, **kw) -> None:
         mix = mixture_runs(by_cond, which)
-        ns = E.half(by_cond.get("non-speech", []), which)
+        ns = evaluate.half(by_cond.get("non-speech", []), which)
         if not mix:
             return
-        s = E.event_summary(mix, **kw).summary()
-        s["false_starts_per_hour"] = E.false_starts_per_hour(ns, **kw) if ns else float("nan")
+        s = evaluate.event_summary(mix, **kw).summary()
+        s["false_starts_per_hour"] = evaluate.false_starts_per_hour(ns, **kw) if ns else float("nan")
         data["rows"][label] = s
         rows.append([label] + fmt_event_row(s))
 
@@ -309,7 +308,7 @@ def latency_section(results, peers, recommended, which: str = "test") -> tuple[d
              "overlapping a segment was known > 200 ms before its onset (a trigger in the pause, not counted "
              "as an onset delay); bridged = pauses (>= 300 ms) inside one detection; fragmented = extra detections inside one labelled segment; "
              "false starts counted on the non-speech clips of the test half. All SNR conditions pooled.\n"]
-    lines.append(E.markdown_table(header, rows) + "\n")
+    lines.append(evaluate.markdown_table(header, rows) + "\n")
     return data, "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vadstream.training import evaluate as E
+from vadstream.evaluation import evaluate
 
 from . import report
 
@@ -27,11 +27,11 @@ def log(msg: str) -> None:
 
 def bench_audio(args, seconds: float) -> tuple[np.ndarray, str]:
     """A dev mixture at 10 dB (speech and noise) if the corpus is there, else generated audio."""
-    data_root = Path(args.data_root) if args.data_root else E.default_data_root()
+    data_root = Path(args.data_root) if args.data_root else evaluate.default_data_root()
     if (data_root / "dev").is_dir() and not args.quick:
         from vadstream.training.data import build_eval_set
 
-        items = build_eval_set(data_root, "dev", snr_db=10.0, seed=E.DEFAULT_SEED)
+        items = build_eval_set(data_root, "dev", snr_db=10.0, seed=evaluate.DEFAULT_SEED)
         audio = np.concatenate([i.audio for i in items])[: int(seconds * 16000)]
         return audio.astype(np.float32), f"{audio.size / 16000:.0f} s of dev mixtures at 10 dB SNR"
     rng = np.random.default_rng(0)
@@ -53,7 +53,7 @@ def time_calls(fn, chunks: list[np.ndarray]) -> tuple[np.ndarray, int]:
 
 
 def run(args) -> list[str]:
-    from vadstream.peers import available_peers
+    from vadstream.evaluation.peers import available_peers
 
     seconds = 3.0 if args.quick else 60.0
     rounds = 1 if args.quick else 5
@@ -114,7 +114,7 @@ def run(args) -> list[str]:
              "path as vadstream (an IO binding on fixed buffers; one thread, no spinning). "
              "The ratio is vadstream's CPU per audio second over Silero's, measured in the same round "
              "(median over rounds).\n"]
-    lines.append(E.markdown_table(header, rows) + "\n")
+    lines.append(evaluate.markdown_table(header, rows) + "\n")
     for name, reason in skipped.items():
         lines.append(f"- **{name} not measured**: {reason}")
     md = "\n".join(lines) + "\n"

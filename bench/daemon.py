@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vadstream import metrics as M
-from vadstream.training import evaluate as E
+from vadstream.evaluation import evaluate, metrics
 
 from . import report
 
@@ -73,7 +72,7 @@ class Collector(threading.Thread):
     def run(self) -> None:
         import zmq
 
-        from vadstream.events import parse
+        from vadstream.wire.events import parse
 
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
@@ -199,7 +198,7 @@ def quantise(audio: np.ndarray) -> np.ndarray:
 def align(daemon_probs: list[tuple[int, float]], audio: np.ndarray, model, hop: int,
           sync_s: float = 20.0, step: int = 16) -> tuple[int, float]:
     """Stream sample at which file sample 0 was captured, and the mean |Δp| of the best match."""
-    from vadstream.vad import Vad
+    from vadstream.stages.vad import Vad
 
     vad = Vad(model)
     idx = np.array([s for s, _ in daemon_probs], dtype=np.int64)
@@ -254,7 +253,7 @@ class WallClock:
 # --------------------------------------------------------------------------------------------
 def latency_run(tmp: Path, model, speech_items, nonspeech_audio: np.ndarray, rate_hz: int = RATE,
                 detector_config=None) -> dict:
-    from vadstream.model import OnnxModel
+    from vadstream.stages.model import OnnxModel
 
     gap = np.zeros(RATE, dtype=np.float32)
     audio = np.concatenate([gap] + [np.concatenate([quantise(i.audio), gap]) for i in speech_items])
@@ -293,13 +292,13 @@ def latency_run(tmp: Path, model, speech_items, nonspeech_audio: np.ndarray, rat
             open_start = (t, m)
         elif open_start is not None:
             ts, ms = open_start
-            segs.append(M.Segment(ms.sample_index - offset, m.sample_index - offset, as_sample(ts), as_sample(t)))
+            segs.append(metrics.Segment(ms.sample_index - offset, m.sample_index - offset, as_sample(ts), as_sample(t)))
             open_start = None
-    ref = E.reference_segments(labels)
-    stats = M.event_latency(ref, segs, audio.size)
+    ref = evaluate.reference_segments(labels)
+    stats = metrics.event_latency(ref, segs, audio.size)
     # Self-check of the alignment: the same file offline (same sub-hop phase) through Vad + Detector
     # must give the daemon's boundaries.
-    from vadstream.peers import VadstreamPeer, stream
+    from vadstream.evaluation.peers import VadstreamPeer, stream
 
     peer = VadstreamPeer(model, detector_config)  # the daemon's detector settings
     phase = offset % (hop * peer.vad.spec.outputs_per_inference)  # same hop pairing as the daemon
@@ -344,8 +343,8 @@ def cost_run(tmp: Path, model, speech_audio: np.ndarray, rate_hz: int, seconds: 
 
 
 def run(args) -> list[str]:
-    from vadstream.detector import DetectorConfig
-    from vadstream.model import DEFAULT_MODEL_PATH
+    from vadstream.stages.detector import DetectorConfig
+    from vadstream.stages.model import DEFAULT_MODEL_PATH
 
     model = str(args.model or DEFAULT_MODEL_PATH)
     cmd = report.command_line()
@@ -364,15 +363,15 @@ def run(args) -> list[str]:
         md = f"## Through the real daemon\n\nNot measured: {why}.\n"
         report.save_section(Path(args.out), "daemon", {"measured": False, "reason": why}, md, cmd)
         return [md]
-    data_root = Path(args.data_root) if args.data_root else E.default_data_root()
+    data_root = Path(args.data_root) if args.data_root else evaluate.default_data_root()
     quick = args.quick
     if (data_root / "dev").is_dir():
         from vadstream.training.data import build_eval_set, build_nonspeech_set
 
-        mixtures = E.half(build_eval_set(data_root, "dev", snr_db=10.0, seed=args.seed), "test")
+        mixtures = evaluate.half(build_eval_set(data_root, "dev", snr_db=10.0, seed=args.seed), "test")
         speech_items = mixtures[:1] if quick else mixtures[:6]
-        ns_items = E.half(build_nonspeech_set(data_root, "dev"), "test")
-        ns_items += E.half(build_nonspeech_set(data_root, "dev"), "tune")  # only used past the test half
+        ns_items = evaluate.half(build_nonspeech_set(data_root, "dev"), "test")
+        ns_items += evaluate.half(build_nonspeech_set(data_root, "dev"), "tune")  # only used past the test half
         need = (8.0 if quick else args.nonspeech_minutes * 60) * RATE
         parts, total = [np.zeros(0, dtype=np.float32)], 0
         for it in ns_items:
@@ -449,22 +448,22 @@ def run(args) -> list[str]:
                      f"check: mean |Δp| between the daemon's and the offline probabilities "
                      f"{lat['alignment_mean_abs_dp']:.4f}; speech starts: daemon {lat['daemon_starts']}, offline "
                      f"{lat['offline_starts']}, median distance of a daemon start from an offline one "
-                     f"{E.fmt(lat['daemon_vs_offline_start_ms_median'], 1)} ms.\n")
-        lines.append(E.markdown_table(
+                     f"{evaluate.fmt(lat['daemon_vs_offline_start_ms_median'], 1)} ms.\n")
+        lines.append(evaluate.markdown_table(
             ["onset p50 ms", "onset p90", "offset p50", "offset p90", "segments", "missed", "early", "pauses",
              "bridged", "fragmented", "false starts (non-speech)", "per hour", "messages dropped"],
-            [[E.fmt(s["onset_median_ms"], 0), E.fmt(s["onset_p90_ms"], 0), E.fmt(s["offset_median_ms"], 0),
-              E.fmt(s["offset_p90_ms"], 0), s["segments"], s["missed"], s["early"], s["pauses"], s["bridged"],
+            [[evaluate.fmt(s["onset_median_ms"], 0), evaluate.fmt(s["onset_p90_ms"], 0), evaluate.fmt(s["offset_median_ms"], 0),
+              evaluate.fmt(s["offset_p90_ms"], 0), s["segments"], s["missed"], s["early"], s["pauses"], s["bridged"],
               s["fragments"],
-              lat["false_starts"], E.fmt(lat["false_starts_per_hour"], 1), E.fmt(lat["dropped"])]]) + "\n")
+              lat["false_starts"], evaluate.fmt(lat["false_starts_per_hour"], 1), evaluate.fmt(lat["dropped"])]]) + "\n")
     if results["cost"]:
         lines.append(f"Daemon cost (CPU % of one core = CPU seconds / wall seconds; RSS from /proc), "
                      f"{cost_s:.0f} s of digital silence then {cost_s:.0f} s of dev speech mixtures:\n")
-        lines.append(E.markdown_table(["device rate", "CPU % silence", "CPU % speech", "RSS MB silence",
+        lines.append(evaluate.markdown_table(["device rate", "CPU % silence", "CPU % speech", "RSS MB silence",
                                        "RSS MB speech", "peak RSS MB"],
-                                      [[f"{c['rate_hz']} Hz", E.fmt(c["silence_cpu_pct"], 2), E.fmt(c["speech_cpu_pct"], 2),
-                                        E.fmt(c["rss_silence_mb"], 1), E.fmt(c["rss_speech_mb"], 1),
-                                        E.fmt(c["peak_rss_mb"], 1)] for c in results["cost"]]) + "\n")
+                                      [[f"{c['rate_hz']} Hz", evaluate.fmt(c["silence_cpu_pct"], 2), evaluate.fmt(c["speech_cpu_pct"], 2),
+                                        evaluate.fmt(c["rss_silence_mb"], 1), evaluate.fmt(c["rss_speech_mb"], 1),
+                                        evaluate.fmt(c["peak_rss_mb"], 1)] for c in results["cost"]]) + "\n")
     for e in results["errors"]:
         lines.append(f"- **not measured**: {e}")
     md = "\n".join(lines) + "\n"

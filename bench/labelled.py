@@ -53,7 +53,7 @@ def read_labels(path: str | Path) -> list[tuple[float, float]]:
 
 def load_folder(folder: str | Path):
     """LabelledAudio items for every ``*.wav`` (or .flac) in ``folder`` that has a label file."""
-    from vadstream.metrics import segments_to_mask
+    from vadstream.evaluation.metrics import segments_to_mask
     from vadstream.training.data import LabelledAudio, load_audio
 
     folder = Path(folder)

@@ -40,7 +40,7 @@ def child(name: str, model: str | None) -> None:
     rng = np.random.default_rng(0)
     audio = (0.05 * rng.standard_normal(int(CHILD_SECONDS * 16000))).astype(np.float32)
     if name != "baseline":
-        from vadstream.peers import available_peers
+        from vadstream.evaluation.peers import available_peers
 
         peers, skipped = available_peers([name], model=model)
         if name not in peers:
@@ -62,7 +62,7 @@ def measure(name: str, model: str | None) -> dict:
 
 
 def run(args) -> list[str]:
-    from vadstream.training import evaluate as E
+    from vadstream.evaluation import evaluate
 
     names = [n for n in (args.peers or "vadstream,silero,ten,webrtc-3").split(",") if n]
     base = measure("baseline", None)
@@ -79,7 +79,7 @@ def run(args) -> list[str]:
              f"Fresh `python -m bench.memory NAME` per VAD: imports, builds the VAD, streams {CHILD_SECONDS:g} s "
              f"of audio; its peak RSS (`VmHWM`). Baseline (Python + numpy + the audio, no VAD): "
              f"{(base.get('maxrss_kb') or 0) / 1024:.1f} MB.\n",
-             E.markdown_table(["VAD", "peak RSS MB", "over baseline MB"], rows) + "\n"]
+             evaluate.markdown_table(["VAD", "peak RSS MB", "over baseline MB"], rows) + "\n"]
     md = "\n".join(lines)
     report.save_section(Path(args.out), "memory", data, md, report.command_line())
     return [md]

@@ -38,14 +38,14 @@ def package_versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "not installed"
-    from vadstream.peers import SILERO_VERSION
+    from vadstream.evaluation.peers import SILERO_VERSION
 
     out["silero-vad (ONNX file from the PyPI wheel)"] = SILERO_VERSION
     return out
 
 
 def model_info(model: str | os.PathLike[str] | None) -> dict[str, str]:
-    from vadstream.model import DEFAULT_MODEL_PATH
+    from vadstream.stages.model import DEFAULT_MODEL_PATH
 
     path = Path(model) if model else DEFAULT_MODEL_PATH
     info = {"path": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)}
@@ -53,7 +53,7 @@ def model_info(model: str | os.PathLike[str] | None) -> dict[str, str]:
         info["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         info["bytes"] = str(path.stat().st_size)
         try:
-            from vadstream.model import OnnxModel
+            from vadstream.stages.model import OnnxModel
 
             spec = OnnxModel(path).spec
             info["name"] = f"{spec.name} {spec.version}"
@@ -113,7 +113,7 @@ compare the ratios measured within one run, not absolute numbers across sections
 
 Conventions: audio is 16 kHz mono; per-frame labels come from the clean speech before mixing and
 are taken **per hop at the hop's centre sample**; "speech" means `p >= threshold`; ROC-AUC and AP
-follow scikit-learn's definitions (`vadstream/metrics.py`, numpy only, shared with
+follow scikit-learn's definitions (`vadstream/evaluation/metrics.py`, numpy only, shared with
 `vadstream evaluate`).
 """
 

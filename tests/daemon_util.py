@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import zmq
 
-from vadstream import events
+from vadstream.wire import events
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = REPO / "models" / "vadstream.onnx"
@@ -43,7 +43,7 @@ def espeak(text: str, tmp_path: Path, voice: str = "en") -> np.ndarray:
     with wave.open(str(wav)) as w:
         rate = w.getframerate()
         x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
-    from vadstream.resample import Resampler
+    from vadstream.stages.resample import Resampler
 
     r = Resampler(rate, RATE)
     y = np.concatenate([r.process(x), r.flush()]).astype(np.float32)
@@ -134,7 +134,7 @@ class DaemonProcess:
         self.events = f"ipc://{tmp_path}/run/events"
         self.control = f"ipc://{tmp_path}/run/control"
         # cli: through `vadstream run`; else the daemon module alone (independent of the other commands)
-        entry = ["-m", "vadstream", "run"] if cli else ["-m", "vadstream.daemon"]
+        entry = ["-m", "vadstream", "run"] if cli else ["-m", "vadstream.service.daemon"]
         cmd = [sys.executable, *entry, "--model", str(model_path()), "--endpoint", self.events,
                *args]
         full_env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
@@ -147,7 +147,7 @@ class DaemonProcess:
 
     def wait_subscribed(self, ctx: zmq.Context, timeout_s: float = 15.0) -> dict:
         """Poll the control socket until the daemon has seen a subscription; its status."""
-        from vadstream.client import ControlError, request
+        from vadstream.wire.client import ControlError, request
 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ import pytest
 
 from daemon_util import model_path
 from wav_bytes import wav16k
-from vadstream import cli
+from vadstream.commands import cli
 
 RATE = 16000
 
@@ -52,7 +52,7 @@ def test_huge_fmt_or_list_chunk_is_one_line_and_the_batch_goes_on(tmp_path, caps
 
 
 def run_daemon(tmp_path: Path, wav: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vadstream.daemon", "--model", str(model_path()), "--input", str(wav),
+    return subprocess.run([sys.executable, "-m", "vadstream.service.daemon", "--model", str(model_path()), "--input", str(wav),
                            "--no-realtime", "--endpoint", f"ipc://{tmp_path}/ev", "--control-endpoint", "none"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
 

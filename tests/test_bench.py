@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from bench.labelled import load_folder, read_labels
-from tests.test_bench_corpus import make_corpus, make_labelled_folder
 from tests.conftest import REPO
+from tests.test_bench_corpus import make_corpus, make_labelled_folder
 
 
 def test_read_labels_formats(tmp_path):
@@ -61,7 +61,7 @@ def test_daemon_alignment_recovers_stream_offset(shipped_model):
     """bench.daemon.align finds where a played file landed in a stream, from per-hop probabilities."""
     from bench.daemon import WallClock, align
     from tests.test_bench_corpus import vowel
-    from vadstream.vad import Vad
+    from vadstream.stages.vad import Vad
 
     rng = np.random.default_rng(3)
     audio = np.concatenate([np.zeros(8000), vowel(1.0, 130, rng), np.zeros(4000), vowel(1.5, 200, rng),

@@ -13,11 +13,12 @@ import time
 
 import numpy as np
 import pytest
-
 from audio_gen import espeak_missing, make_test_audio, speech_regions, write_wav
 from pulse import PulseServer, pulse_server, use_in_this_process  # noqa: F401
-from vadstream.capture import CaptureSource, find_input_device
-from vadstream.sources import AudioBlock, SourceError, SourceSpec, open_source
+
+from vadstream.audio.blocks import AudioBlock, SourceError, SourceSpec
+from vadstream.audio.capture import CaptureSource, find_input_device
+from vadstream.audio.sources import open_source
 
 pytestmark = pytest.mark.audio
 RATE = 16000

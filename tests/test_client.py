@@ -7,9 +7,9 @@ import time
 import pytest
 import zmq
 
-from vadstream.client import Gap, Subscriber
-from vadstream.events import SpeechEnded, SpeechStarted, Status
-from vadstream.publisher import Publisher
+from vadstream.wire.client import Gap, Subscriber
+from vadstream.wire.events import SpeechEnded, SpeechStarted, Status
+from vadstream.wire.publisher import Publisher
 
 
 def start(i):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vadstream import config
-from vadstream.config import Config, ConfigError
+from vadstream.service import config
+from vadstream.service.config import Config, ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,8 +8,8 @@ import time
 import pytest
 import zmq
 
-from vadstream.client import ControlError, request
-from vadstream.control import ControlServer, RequestError
+from vadstream.wire.client import ControlError, request
+from vadstream.wire.control import ControlServer, RequestError
 
 
 def handler(req):

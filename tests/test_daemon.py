@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 import zmq
-
 from daemon_util import RATE, Collector, DaemonProcess, s16le, speech_track, write_wav
-from vadstream.client import ControlError, request
-from vadstream.events import Heartbeat, SpeechEnded, SpeechStarted, Status
+
+from vadstream.wire.client import ControlError, request
+from vadstream.wire.events import Heartbeat, SpeechEnded, SpeechStarted, Status
 
 # Event timing tolerance against the known speech regions (espeak-ng, trimmed): onset within
 # -0.3 .. +0.35 s (padding, model lookahead, min speech), offset within -0.35 .. +0.5 s (padding,

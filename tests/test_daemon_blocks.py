@@ -8,13 +8,13 @@ import time
 import numpy as np
 import pytest
 import zmq
-
 from daemon_util import RATE, Collector, model_path, speech_track
-from vadstream import config
-from vadstream.daemon import Daemon
-from vadstream.detector import EndReason
-from vadstream.events import SpeechEnded, SpeechStarted, Status
-from vadstream.sources import AudioBlock, SourceStatus
+
+from vadstream.audio.blocks import AudioBlock, SourceStatus
+from vadstream.service import config
+from vadstream.service.daemon import Daemon
+from vadstream.stages.detector import EndReason
+from vadstream.wire.events import SpeechEnded, SpeechStarted, Status
 
 BLOCK = 320
 
@@ -133,6 +133,6 @@ def test_overlapping_block_is_trimmed_and_int16_is_scaled(daemon):
     assert d._fed == 12000
     d.process_block(AudioBlock((x[12000:] * 32768).astype(np.int16), 12000, 0))
     assert d._fed == RATE and d._errors == 0
-    from vadstream.vad import Vad
+    from vadstream.stages.vad import Vad
     assert d._hops == Vad(model_path()).process(x).size  # same hops as one unbroken stream
     assert d.shutdown(EndReason.SHUTDOWN) == 0

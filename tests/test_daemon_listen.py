@@ -7,14 +7,13 @@ import subprocess
 import sys
 
 import zmq
-
 from daemon_util import DaemonProcess, speech_track, write_wav
 
 LAYOUT = [0.8, "the quick brown fox jumps over the lazy dog", 1.2, "hello world this is vadstream speaking", 1.0]
 
 
 def listen(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vadstream.listen", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "vadstream.commands.listen", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -53,7 +52,7 @@ def test_listen_status_and_timeout(tmp_path):
     try:
         ctx = zmq.Context()
         # the daemon is up once its control socket answers
-        from vadstream.client import request
+        from vadstream.wire.client import request
         for _ in range(100):
             try:
                 request(d.control, "status", timeout_s=0.3, context=ctx)

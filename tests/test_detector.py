@@ -2,7 +2,7 @@
 
 import pytest
 
-from vadstream.detector import Detector, DetectorConfig, EndReason, SpeechEnd, SpeechStart, State
+from vadstream.stages.detector import Detector, DetectorConfig, EndReason, SpeechEnd, SpeechStart, State
 
 HOP = 320  # 20 ms at 16 kHz
 

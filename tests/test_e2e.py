@@ -30,11 +30,11 @@ import time
 
 import pytest
 import zmq
-
 from audio_gen import espeak_missing, make_test_audio
 from daemon_util import Collector, DaemonProcess
 from pulse import PulseServer, pulse_missing
-from vadstream.events import Heartbeat, SpeechEnded, SpeechStarted, Status
+
+from vadstream.wire.events import Heartbeat, SpeechEnded, SpeechStarted, Status
 
 pytestmark = pytest.mark.audio
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from vadstream import cli, metrics as M
-from vadstream.detector import Detector, DetectorConfig
-from vadstream.training import evaluate as E
 from tests.test_bench_corpus import make_corpus
+from vadstream.commands import cli
+from vadstream.evaluation import evaluate, metrics
+from vadstream.stages.detector import Detector, DetectorConfig
 
 
 def test_half_split_is_disjoint_and_deterministic():
     items = list(range(7))
-    assert E.half(items, "tune") == [0, 2, 4, 6]
-    assert E.half(items, "test") == [1, 3, 5]
-    assert E.half(items, "all") == items
+    assert evaluate.half(items, "tune") == [0, 2, 4, 6]
+    assert evaluate.half(items, "test") == [1, 3, 5]
+    assert evaluate.half(items, "all") == items
 
 
 def test_events_to_segments_uses_known_time():
@@ -23,9 +23,9 @@ def test_events_to_segments_uses_known_time():
     det = Detector(hop, DetectorConfig(min_speech_ms=40, min_silence_ms=60, speech_pad_ms=0))
     events = det.process(probs) + det.flush()
     known = (np.arange(probs.size) + 1) * hop + 560
-    segs = E.events_to_segments(events, hop, known)
+    segs = evaluate.events_to_segments(events, hop, known)
     # start decided at the end of hop 2 (40 ms of speech), end after 3 quiet hops (hop 6)
-    assert segs == [M.Segment(320, 1280, 3 * 320 + 560, 7 * 320 + 560)]
+    assert segs == [metrics.Segment(320, 1280, 3 * 320 + 560, 7 * 320 + 560)]
 
 
 def test_evaluate_cli_quick(tmp_path, capsys, shipped_model):

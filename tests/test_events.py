@@ -7,8 +7,8 @@ import json
 import jsonschema
 import pytest
 
-from vadstream import events
-from vadstream.events import Heartbeat, ParseError, Probability, SpeechEnded, SpeechStarted, Status
+from vadstream.wire import events
+from vadstream.wire.events import Heartbeat, ParseError, Probability, SpeechEnded, SpeechStarted, Status
 
 HEADER = dict(seq=7, topic_seq=3, stream_id="abc123", source="test.wav", wall_time_ns=1_700_000_000_123_456_789)
 

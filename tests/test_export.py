@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vadstream.features import FeatureConfig, mfcc
-from vadstream.model import ModelSpec, OnnxModel
-from vadstream.vad import Vad
+from vadstream.stages.features import FeatureConfig, mfcc
+from vadstream.stages.model import ModelSpec, OnnxModel
+from vadstream.stages.vad import Vad
 
 SR = 16000
 
@@ -101,7 +101,7 @@ def test_shipped_model_contract(shipped_model):
     assert Vad(model).lookahead_samples <= 800  # <= 50 ms
     assert shipped_model.stat().st_size <= 1_000_000
     assert spec.features.numcep == len(spec.norm_mean)
-    from vadstream.features import mel_filterbank
+    from vadstream.stages.features import mel_filterbank
 
     assert (mel_filterbank(spec.features).sum(axis=1) > 0).all(), "a mel filter has no FFT bins"
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import python_speech_features as psf
 
-from vadstream.features import FeatureConfig, StreamingMfcc, mel_filterbank, mfcc
+from vadstream.stages.features import FeatureConfig, StreamingMfcc, mel_filterbank, mfcc
 
 CONFIGS = [
     FeatureConfig(),

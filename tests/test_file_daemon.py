@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 import zmq
-
 from audio_gen import espeak_missing, make_test_audio, write_wav
 from daemon_util import Collector, DaemonProcess, model_path
-from vadstream.events import Probability, SpeechEnded, SpeechStarted, Status
+
+from vadstream.wire.events import Probability, SpeechEnded, SpeechStarted, Status
 
 
 @pytest.fixture(scope="module")

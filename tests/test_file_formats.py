@@ -8,10 +8,20 @@ import json
 import numpy as np
 import pytest
 
-from vadstream.detector import EndReason, SpeechEnd, SpeechStart
-from vadstream.segments import (FileResult, Segment, Writer, format_audacity, format_csv, format_json,
-                                format_probs_csv, format_probs_json, format_rttm, read_labels,
-                                segments_from_events)
+from vadstream.commands.formats import (
+    FileResult,
+    Segment,
+    Writer,
+    format_audacity,
+    format_csv,
+    format_json,
+    format_probs_csv,
+    format_probs_json,
+    format_rttm,
+    read_labels,
+    segments_from_events,
+)
+from vadstream.stages.detector import EndReason, SpeechEnd, SpeechStart
 
 SEGMENTS = [Segment(8000, 27360, "silence"), Segment(40480, 59520, "end_of_input")]
 

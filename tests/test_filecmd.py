@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadstream.detector import Detector, DetectorConfig, EndReason
-from vadstream.segments import segments_from_events
-from vadstream.vad import Vad
+from vadstream.commands.formats import segments_from_events
+from vadstream.stages.detector import Detector, DetectorConfig, EndReason
+from vadstream.stages.vad import Vad
 
 RATE = 16000
 LEAD_S, GAP_S, TAIL_S = 1.0, 1.5, 1.0
@@ -217,7 +217,7 @@ def test_bad_files_report_one_line_each_and_the_rest_go_on(clip, model, tmp_path
 
 def test_wav_works_without_soundfile_and_other_formats_say_what_to_install(clip, model, tmp_path,
                                                                           monkeypatch, capsys):
-    from vadstream import cli
+    from vadstream.commands import cli
 
     path, _ = clip
     flac = tmp_path / "clip.flac"
@@ -284,7 +284,7 @@ def test_usage_errors_exit_2_before_any_output(clip, model, tmp_path):
 def test_progress_bar_draws_and_clears_only_when_enabled(monkeypatch):
     import io
 
-    from vadstream import filecmd
+    from vadstream.commands import file as filecmd
 
     monkeypatch.setattr(filecmd, "PROGRESS_AFTER_S", 0.0)
     buf = io.StringIO()

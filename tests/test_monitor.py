@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadstream.monitor import End, MonitorState, PlainView, Prob, Start, StateChange, level_dbfs
+from vadstream.commands.monitor import End, MonitorState, PlainView, Prob, Start, StateChange, level_dbfs
 
 RATE = 16000
 
@@ -175,7 +175,7 @@ class FakeDaemon:
 
 
 def test_daemon_events_become_lines(tmp_path):
-    from vadstream import events as ev
+    from vadstream.wire import events as ev
 
     endpoint = f"ipc://{tmp_path}/events"
     daemon = FakeDaemon(endpoint)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vadstream import peers
-from vadstream.detector import SpeechEnd, SpeechStart
+from vadstream.evaluation import peers
+from vadstream.stages.detector import SpeechEnd, SpeechStart
 
 
 def tone_and_noise(seconds: float = 2.0, seed: int = 0) -> np.ndarray:

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadstream.segments import FileResult, Segment
+from vadstream.commands.formats import FileResult, Segment
 
 pytest.importorskip("matplotlib", reason="plots need the 'plot' extra (matplotlib)")
 
-from vadstream import plot  # noqa: E402
+from vadstream.commands import plot  # noqa: E402
 
 RATE = 16000
 
@@ -118,7 +118,7 @@ def test_file_command_plot_with_labels(tmp_path, shipped_model):
 
 
 def test_missing_matplotlib_is_a_clear_error(tmp_path, monkeypatch, capsys, shipped_model):
-    from vadstream import cli
+    from vadstream.commands import cli
 
     wav = write_wav(tmp_path / "bursts.wav", burst_signal(1.0))
     monkeypatch.setitem(sys.modules, "matplotlib", None)

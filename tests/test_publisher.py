@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 import zmq
 
-from vadstream import events
-from vadstream.events import Status
-from vadstream.publisher import Publisher
+from vadstream.wire import events
+from vadstream.wire.events import Status
+from vadstream.wire.publisher import Publisher
 
 
 def status(i: int, pad: int = 0) -> Status:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vadstream.resample import Resampler, resample
+from vadstream.stages.resample import Resampler, resample
 
 RATES = [48000, 44100, 32000, 22050, 8000]
 

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from vadstream.ringbuffer import RingBuffer
+from vadstream.audio.ringbuffer import RingBuffer
 
 
 def test_wraparound_keeps_order():

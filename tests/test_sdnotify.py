@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from vadstream.sdnotify import Notifier
+from vadstream.service.sdnotify import Notifier
 
 
 def receiver(address: str) -> socket.socket:

@@ -12,9 +12,11 @@ import wave
 
 import numpy as np
 import pytest
-
 from audio_gen import espeak_missing, make_test_audio, speech_regions, write_wav
-from vadstream.sources import AudioBlock, SourceError, SourceSpec, StdinSource, open_source
+
+from vadstream.audio.blocks import AudioBlock, SourceError, SourceSpec
+from vadstream.audio.sources import open_source
+from vadstream.audio.stdin import StdinSource
 
 RATE = 16000
 
@@ -122,7 +124,7 @@ def test_float_and_extensible_wav_without_soundfile(tmp_path, fmt, subtype):
     x = np.stack([0.25 * np.sin(2 * np.pi * 500 * t), 0.25 * np.sin(2 * np.pi * 500 * t)], 1)
     path = tmp_path / f"{fmt}-{subtype}.wav"
     soundfile.write(str(path), x, 22050, format=fmt, subtype=subtype)
-    from vadstream import sources
+    from vadstream.audio import files as sources
 
     reader = sources._open_audio_file(str(path))
     assert isinstance(reader, sources._WavReader), type(reader)
@@ -198,7 +200,8 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
 READER = textwrap.dedent("""
     import json, sys, time
     import numpy as np
-    from vadstream.sources import SourceSpec, open_source
+    from vadstream.audio.blocks import SourceSpec
+    from vadstream.audio.sources import open_source
     src = open_source(SourceSpec(input="-"))
     src.start()
     blocks = []
@@ -284,7 +287,7 @@ def test_stdin_terminal_is_refused():
 
 @pytest.mark.parametrize("channels", [2, 3, 6])
 def test_downmix_equals_numpy_mean_exactly(channels):
-    from vadstream.sources import to_mono
+    from vadstream.audio.blocks import to_mono
 
     frames = np.random.default_rng(channels).standard_normal((320, channels)).astype(np.float32)
     got = to_mono(frames, None)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from daemon_util import RATE, DaemonProcess, s16le, write_wav
 
 REPO = Path(__file__).resolve().parent.parent

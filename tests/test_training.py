@@ -10,7 +10,14 @@ import pytest
 
 from vadstream.training import augment as aug
 from vadstream.training.data import (
-    LabelledAudio, build_eval_set, build_nonspeech_set, find_clips, load_audio, mix_at_snr, speech_mask)
+    LabelledAudio,
+    build_eval_set,
+    build_nonspeech_set,
+    find_clips,
+    load_audio,
+    mix_at_snr,
+    speech_mask,
+)
 
 SR = 16000
 
@@ -198,8 +205,8 @@ def _train_args(tmp_path, **over) -> argparse.Namespace:
 
 
 def _check_trained_model(path):
-    from vadstream.model import OnnxModel
-    from vadstream.vad import Vad
+    from vadstream.stages.model import OnnxModel
+    from vadstream.stages.vad import Vad
 
     model = OnnxModel(path)
     assert model.spec.hop_samples == 320 and model.spec.outputs_per_inference == 2

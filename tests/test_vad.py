@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadstream.features import FeatureConfig
-from vadstream.model import METADATA_KEY, ModelError, ModelSpec, OnnxModel, write_spec
-from vadstream.vad import Vad
+from vadstream.stages.features import FeatureConfig
+from vadstream.stages.model import METADATA_KEY, ModelError, ModelSpec, OnnxModel, write_spec
+from vadstream.stages.vad import Vad
 
 onnx = pytest.importorskip("onnx", reason="the onnx package (test/train extra) builds the contract test models")
 from onnx import TensorProto, helper  # noqa: E402

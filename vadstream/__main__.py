@@ -1,5 +1,5 @@
 import sys
 
-from vadstream.cli import main
+from vadstream.commands.cli import main
 
 sys.exit(main())

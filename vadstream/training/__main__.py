@@ -2,7 +2,7 @@
 
 import sys
 
-from vadstream.cli import main
+from vadstream.commands.cli import main
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

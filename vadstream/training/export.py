@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vadstream.model import INPUT_NAME, OUTPUT_NAME, ModelSpec, OnnxModel, write_spec
+from vadstream.stages.model import INPUT_NAME, OUTPUT_NAME, ModelSpec, OnnxModel, write_spec
 
 OPSET = 17
 
@@ -67,7 +67,7 @@ def quantise_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -
     """int8 dynamic quantisation (weights int8, activations quantised per call); keeps the metadata."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from vadstream.model import ModelSpec as _Spec
+    from vadstream.stages.model import ModelSpec as _Spec
 
     spec = OnnxModel(src).spec
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)

@@ -1,5 +1,5 @@
 """Training scenes: augmented speech/noise mixtures with labels from the clean speech, and their
-MFCC features (computed with the runtime's own :func:`vadstream.features.mfcc`) cached on disk.
+MFCC features (computed with the runtime's own :func:`vadstream.stages.features.mfcc`) cached on disk.
 
 A scene is ``scene_s`` seconds of one of:
 - speech (65 %): utterances (optionally sped up/slowed down, each at its own level) separated by
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vadstream.features import FeatureConfig, mfcc
+from vadstream.stages.features import FeatureConfig, mfcc
 from vadstream.training import augment as aug
 from vadstream.training.data import (
     SAMPLE_RATE_HZ, clip_set, fit_noise, is_labelable, list_audio, load_audio, mix_at_snr, speech_mask)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vadstream.features import FeatureConfig
-from vadstream.model import ModelSpec
+from vadstream.stages.features import FeatureConfig
+from vadstream.stages.model import ModelSpec
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = Path(os.environ.get("VADSTREAM_DATA", REPO.parent / "shared" / "data"))
@@ -396,7 +396,7 @@ def main(args: argparse.Namespace) -> int:
                      name="vadstream-cnn", version=args.version)
     fp32_path = run_dir / "model-fp32.onnx"
     export_onnx(net, spec, fp32_path)
-    from vadstream.model import OnnxModel
+    from vadstream.stages.model import OnnxModel
 
     val_x = [val_w.batch(np.arange(i, min(len(val_w), i + 4096)))[0].numpy() for i in range(0, len(val_w), 4096)]
 

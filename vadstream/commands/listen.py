@@ -12,7 +12,7 @@ import json
 import sys
 from datetime import datetime
 
-from vadstream import config
+from vadstream.service import config
 
 
 def add_arguments(parser) -> None:
@@ -65,7 +65,7 @@ def _endpoints(args) -> tuple[str, str | None]:
 
 
 def main(args) -> int:
-    from vadstream.client import ControlError, Subscriber, request
+    from vadstream.wire.client import ControlError, Subscriber, request
 
     try:
         events_ep, control_ep = _endpoints(args)

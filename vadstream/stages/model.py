@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from vadstream.features import FeatureConfig
+from vadstream.stages.features import FeatureConfig
 
 METADATA_KEY = "vadstream"
 SPEC_VERSION = 1

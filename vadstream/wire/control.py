@@ -18,9 +18,9 @@ from typing import Any, Callable
 
 import zmq
 
-from vadstream.publisher import bind
+from vadstream.wire.publisher import bind
 
-log = logging.getLogger("vadstream.control")
+log = logging.getLogger("vadstream.wire.control")
 MAX_REQUEST_BYTES = 65536
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]

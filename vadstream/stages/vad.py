@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from vadstream.features import StreamingMfcc
-from vadstream.model import ModelSpec, OnnxModel
+from vadstream.stages.features import StreamingMfcc
+from vadstream.stages.model import ModelSpec, OnnxModel
 
 
 def _mono(samples: np.ndarray) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Checks on the TRAIN split's validation slice (never ``dev``): labels against Silero VAD, and a
 model against Silero on validation mixtures, per condition.
 
-    python -m vadstream.training.checks labels            # speech_mask vs Silero on clean clips
-    python -m vadstream.training.checks compare [MODEL]   # AUC/AP per SNR, model vs Silero
-    python -m vadstream.training.checks speed [MODEL]     # µs per inference, CPU per audio second
+    python -m vadstream.evaluation.checks labels            # speech_mask vs Silero on clean clips
+    python -m vadstream.evaluation.checks compare [MODEL]   # AUC/AP per SNR, model vs Silero
+    python -m vadstream.evaluation.checks speed [MODEL]     # µs per inference, CPU per audio second
 
 Used while developing (model choices, label parameters); the honest numbers are ``vadstream
 evaluate`` on ``dev``.
@@ -35,7 +35,7 @@ def centre_labels(speech: np.ndarray, n: int, hop: int) -> np.ndarray:
 
 
 def check_labels(data_root: Path, limit: int) -> None:
-    from vadstream.peers import SileroPeer
+    from vadstream.evaluation.peers import SileroPeer
 
     silero = SileroPeer()
     speech, _ = corpus_paths(data_root, [], [], "val")
@@ -56,8 +56,8 @@ def check_labels(data_root: Path, limit: int) -> None:
 
 
 def compare(data_root: Path, model: str | None, snrs=(-5.0, 0.0, 10.0, None), seed: int = 7) -> None:
-    from vadstream.peers import SileroPeer
-    from vadstream.vad import Vad
+    from vadstream.evaluation.peers import SileroPeer
+    from vadstream.stages.vad import Vad
 
     vads = {"vadstream": Vad(model), "silero": SileroPeer()}
     speech, noise = corpus_paths(data_root, [], [], "val")
@@ -106,8 +106,8 @@ def speed(model: str | None, seconds: float = 60.0, rounds: int = 5) -> None:
     import time
     import timeit
 
-    from vadstream.model import OnnxModel
-    from vadstream.vad import Vad
+    from vadstream.stages.model import OnnxModel
+    from vadstream.stages.vad import Vad
 
     onnx = OnnxModel(model)
     x = np.random.default_rng(0).standard_normal((1, onnx.spec.context_frames, onnx.spec.features.numcep))
@@ -131,7 +131,7 @@ def speed(model: str | None, seconds: float = 60.0, rounds: int = 5) -> None:
     print(f"vadstream ONNX call: {best_call * 1e6:.1f} us CPU (min of {rounds * 4} x 2000 calls, 1 thread)")
     print(f"vadstream pipeline: {ours * 1e3:.2f} ms CPU per audio second (40 ms blocks, min of {rounds})")
     try:
-        from vadstream.peers import SileroPeer
+        from vadstream.evaluation.peers import SileroPeer
 
         sil = pipeline_cost(SileroPeer())
         print(f"silero pipeline:    {sil * 1e3:.2f} ms CPU per audio second; ratio vadstream/silero {ours / sil:.2f}")
@@ -140,7 +140,7 @@ def speed(model: str | None, seconds: float = 60.0, rounds: int = 5) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vadstream.training.checks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m vadstream.evaluation.checks", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("labels", "compare", "speed"))
     parser.add_argument("model", nargs="?", default=None)
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)

@@ -177,5 +177,5 @@ def parse(frames: list[bytes]) -> Message:
 
 def schema() -> dict[str, Any]:
     """The JSON Schema every published payload validates against (``schemas/events.schema.json``)."""
-    text = resources.files("vadstream").joinpath("schemas/events.schema.json").read_text()
+    text = resources.files("vadstream.wire").joinpath("schemas/events.schema.json").read_text()
     return json.loads(text)

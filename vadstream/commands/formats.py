@@ -25,7 +25,7 @@ from typing import Iterable, TextIO
 
 import numpy as np
 
-from vadstream.detector import Event, SpeechEnd
+from vadstream.stages.detector import Event, SpeechEnd
 
 SAMPLE_RATE_HZ = 16000
 FORMATS = ("json", "csv", "rttm", "audacity")

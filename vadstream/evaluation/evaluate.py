@@ -6,9 +6,9 @@ Labels come from the clean speech and are taken per hop at each hop's centre sam
 
 Per VAD: ROC-AUC, average precision, precision/recall/F1 at its default threshold (0.5) on all
 dev mixtures, and false speech starts per hour of non-speech after smoothing. vadstream's
-smoothing is its own :class:`~vadstream.detector.Detector` with the default
-:class:`~vadstream.detector.DetectorConfig`; the peers' is the common rule of
-:class:`vadstream.metrics.SmoothingRule` (start at p >= 0.5, end after p < 0.35 held 100 ms).
+smoothing is its own :class:`~vadstream.stages.detector.Detector` with the default
+:class:`~vadstream.stages.detector.DetectorConfig`; the peers' is the common rule of
+:class:`vadstream.evaluation.metrics.SmoothingRule` (start at p >= 0.5, end after p < 0.35 held 100 ms).
 
 The same functions feed ``python -m bench`` (one implementation of the metrics and runs).
 Heavy imports (soundfile, onnxruntime, peers) happen inside functions.
@@ -26,13 +26,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from vadstream import metrics as M
+from vadstream.evaluation import metrics
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DEFAULT_SNRS: tuple[float | None, ...] = (0.0, 5.0, 10.0, 20.0, None)
 DEFAULT_SEED = 1234
 REFERENCE_MERGE_MS = 300.0  # labelled speech regions closer than this are one reference segment
-COMMON_RULE = M.SmoothingRule(onset=0.5, offset=0.35, min_silence_ms=100.0)
+COMMON_RULE = metrics.SmoothingRule(onset=0.5, offset=0.35, min_silence_ms=100.0)
 
 
 def default_data_root() -> Path:
@@ -86,35 +86,35 @@ class ItemRun:
     known_at: np.ndarray
     labels: np.ndarray  # per hop, at the hop centre
     reference: list[tuple[int, int]]  # labelled speech segments [start, end) in samples
-    detector_segments: list[M.Segment] | None = None  # vadstream: its own Detector's segments
+    detector_segments: list[metrics.Segment] | None = None  # vadstream: its own Detector's segments
 
 
 def reference_segments(speech: np.ndarray, merge_ms: float = REFERENCE_MERGE_MS) -> list[tuple[int, int]]:
-    return M.merge_segments(M.mask_to_segments(speech), int(merge_ms * M.SAMPLE_RATE_HZ / 1000))
+    return metrics.merge_segments(metrics.mask_to_segments(speech), int(merge_ms * metrics.SAMPLE_RATE_HZ / 1000))
 
 
-def events_to_segments(events: Iterable, hop_samples: int, known_at: np.ndarray) -> list[M.Segment]:
+def events_to_segments(events: Iterable, hop_samples: int, known_at: np.ndarray) -> list[metrics.Segment]:
     """Detector events -> Segments; 'known' = when the deciding hop's probability came out."""
-    from vadstream.detector import SpeechEnd, SpeechStart
+    from vadstream.stages.detector import SpeechEnd, SpeechStart
 
     def known(decided: int) -> int:
         k = min(max(0, -(-decided // hop_samples) - 1), known_at.size - 1)
         return int(known_at[k]) if known_at.size else decided
 
-    segs: list[M.Segment] = []
+    segs: list[metrics.Segment] = []
     start = None
     for ev in events:
         if isinstance(ev, SpeechStart):
             start = ev
         elif isinstance(ev, SpeechEnd) and start is not None:
-            segs.append(M.Segment(ev.start_sample, ev.sample_index, known(start.decided_sample), known(ev.decided_sample)))
+            segs.append(metrics.Segment(ev.start_sample, ev.sample_index, known(start.decided_sample), known(ev.decided_sample)))
             start = None
     return segs
 
 
-def detector_segments(run: ItemRun, config) -> list[M.Segment]:
+def detector_segments(run: ItemRun, config) -> list[metrics.Segment]:
     """Re-run a Detector with ``config`` over stored probabilities (tuning without re-inference)."""
-    from vadstream.detector import Detector
+    from vadstream.stages.detector import Detector
 
     det = Detector(run.hop_samples, config)
     events = det.process(run.probs) + det.flush()
@@ -122,12 +122,12 @@ def detector_segments(run: ItemRun, config) -> list[M.Segment]:
 
 
 def run_vad(peer, items: Sequence, condition: str, chunk_samples: int | None = None) -> list[ItemRun]:
-    from vadstream.peers import stream
+    from vadstream.evaluation.peers import stream
 
     runs = []
     for i, item in enumerate(items):
         probs, known = stream(peer, item.audio, chunk_samples)
-        labels = M.hop_labels(item.speech, peer.hop_samples, probs.size)
+        labels = metrics.hop_labels(item.speech, peer.hop_samples, probs.size)
         segs = None
         if getattr(peer, "detector", None) is not None:
             segs = events_to_segments(peer.events, peer.hop_samples, known)
@@ -160,29 +160,29 @@ def concat(runs: Sequence[ItemRun]) -> tuple[np.ndarray, np.ndarray]:
 
 def frame_summary(runs: Sequence[ItemRun], threshold: float = 0.5) -> dict[str, float]:
     labels, probs = concat(runs)
-    return M.frame_metrics(labels, probs, threshold)
+    return metrics.frame_metrics(labels, probs, threshold)
 
 
-def segments_for(run: ItemRun, rule: M.SmoothingRule | None = None, config=None) -> list[M.Segment]:
+def segments_for(run: ItemRun, rule: metrics.SmoothingRule | None = None, config=None) -> list[metrics.Segment]:
     """Segments of a run: ``config`` -> Detector, ``rule`` -> common rule, neither -> stored detector
     segments if any, else the common rule."""
     if config is not None:
         return detector_segments(run, config)
     if rule is None and run.detector_segments is not None:
         return run.detector_segments
-    return M.extract_segments(run.probs, run.hop_samples, rule or COMMON_RULE, run.known_at)
+    return metrics.extract_segments(run.probs, run.hop_samples, rule or COMMON_RULE, run.known_at)
 
 
-def event_summary(runs: Sequence[ItemRun], rule: M.SmoothingRule | None = None, config=None) -> M.LatencyStats:
-    stats = M.LatencyStats()
+def event_summary(runs: Sequence[ItemRun], rule: metrics.SmoothingRule | None = None, config=None) -> metrics.LatencyStats:
+    stats = metrics.LatencyStats()
     for r in runs:
-        stats.extend(M.event_latency(r.reference, segments_for(r, rule, config), r.n_samples))
+        stats.extend(metrics.event_latency(r.reference, segments_for(r, rule, config), r.n_samples))
     return stats
 
 
-def false_starts_per_hour(runs: Sequence[ItemRun], rule: M.SmoothingRule | None = None, config=None) -> float:
+def false_starts_per_hour(runs: Sequence[ItemRun], rule: metrics.SmoothingRule | None = None, config=None) -> float:
     starts = sum(len(segments_for(r, rule, config)) for r in runs)
-    return M.false_starts_per_hour(starts, sum(r.n_samples for r in runs))
+    return metrics.false_starts_per_hour(starts, sum(r.n_samples for r in runs))
 
 
 def evaluation_table(results: dict[str, dict[str, list[ItemRun]]], thresholds: dict[str, float]) -> list[dict]:
@@ -243,7 +243,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from vadstream.peers import available_peers
+    from vadstream.evaluation.peers import available_peers
 
     data_root = args.data_root or default_data_root()
     if not (Path(data_root) / args.split).is_dir():

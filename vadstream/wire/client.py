@@ -2,7 +2,7 @@
 
 ::
 
-    from vadstream.client import Subscriber, request
+    from vadstream.wire.client import Subscriber, request
 
     with Subscriber("ipc:///run/user/1000/vadstream/events") as sub:
         for event in sub:                       # SpeechStarted, SpeechEnded, Status, Heartbeat, ...
@@ -25,8 +25,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 import zmq
 
-from vadstream import config, events
-from vadstream.events import Message, ParseError
+from vadstream.wire import events
+from vadstream.wire.endpoints import default_endpoint
+from vadstream.wire.events import Message, ParseError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Subscriber:
     def __init__(self, endpoint: str | None = None, topics: Iterable[str] = ("vad.",), *, validate: bool = True,
                  on_gap: Callable[[Gap], None] | None = None,
                  on_invalid: Callable[[str], None] | None = None, context: zmq.Context | None = None):
-        self.endpoint = endpoint or config.default_endpoint()
+        self.endpoint = endpoint or default_endpoint()
         self.gaps: list[Gap] = []
         self.invalid = 0
         self.on_gap = on_gap
@@ -131,7 +132,7 @@ class ControlError(RuntimeError):
 def request(endpoint: str | None, command: dict[str, Any] | str, timeout_s: float = 2.0,
             context: zmq.Context | None = None) -> dict[str, Any]:
     """Send one request to the control socket and return the reply (``ok`` true), else ControlError."""
-    endpoint = endpoint or config.default_endpoint("control")
+    endpoint = endpoint or default_endpoint("control")
     ctx = context or zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)

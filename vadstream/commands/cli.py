@@ -14,13 +14,13 @@ from vadstream import __version__
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("vadstream.daemon", "run the daemon: audio in, ZeroMQ speech events out"),
-    "listen": ("vadstream.listen", "subscribe to a running daemon and print its events"),
-    "devices": ("vadstream.devices", "list audio input devices and their default rates"),
-    "file": ("vadstream.filecmd", "find speech segments in audio files"),
-    "monitor": ("vadstream.monitor", "live terminal view of speech probability and state"),
+    "run": ("vadstream.service.daemon", "run the daemon: audio in, ZeroMQ speech events out"),
+    "listen": ("vadstream.commands.listen", "subscribe to a running daemon and print its events"),
+    "devices": ("vadstream.commands.devices", "list audio input devices and their default rates"),
+    "file": ("vadstream.commands.file", "find speech segments in audio files"),
+    "monitor": ("vadstream.commands.monitor", "live terminal view of speech probability and state"),
     "train": ("vadstream.training.train", "train a model (needs the 'train' extra)"),
-    "evaluate": ("vadstream.training.evaluate", "evaluate models against peers on held-out data"),
+    "evaluate": ("vadstream.evaluation.evaluate", "evaluate models against peers on held-out data"),
 }
 
 

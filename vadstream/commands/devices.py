@@ -20,7 +20,7 @@ def list_inputs() -> list[dict]:
     """Input devices: index, name, host API, channels, default rate, whether 16 kHz opens, default."""
     import sounddevice as sd
 
-    from vadstream.capture import default_input_index, input_devices
+    from vadstream.audio.capture import default_input_index, input_devices
 
     hostapis = sd.query_hostapis()
     default = default_input_index(sd)

@@ -95,7 +95,7 @@ def level_dbfs(samples: np.ndarray) -> float:
 
 def file_chunks(path: str, realtime: bool = True, speed: float = 1.0) -> Iterator[np.ndarray]:
     """A file as 16 kHz mono blocks of ``BLOCK_MS``, paced like a live input when ``realtime``."""
-    from vadstream.filecmd import open_audio
+    from vadstream.commands.file import open_audio
 
     block = int(SAMPLE_RATE_HZ * BLOCK_MS / 1000)
     fed = 0
@@ -114,7 +114,8 @@ def file_chunks(path: str, realtime: bool = True, speed: float = 1.0) -> Iterato
 
 def microphone_chunks(device: str | int | None) -> Iterator[np.ndarray | Update]:
     """Live blocks from an input device (the daemon's capture source); its status changes as notes."""
-    from vadstream.sources import SourceSpec, open_source
+    from vadstream.audio.blocks import SourceSpec
+    from vadstream.audio.sources import open_source
 
     src = open_source(SourceSpec(input=None, device=device, block_ms=BLOCK_MS))
     try:
@@ -130,7 +131,7 @@ def microphone_chunks(device: str | int | None) -> Iterator[np.ndarray | Update]
 
 def pipeline_updates(chunks: Iterator[np.ndarray | Update], vad, config) -> Iterator[Update]:
     """Run Vad + Detector over 16 kHz blocks (other items pass through); flush at the end."""
-    from vadstream.detector import Detector, EndReason, SpeechEnd, SpeechStart
+    from vadstream.stages.detector import Detector, EndReason, SpeechEnd, SpeechStart
 
     detector = Detector(vad.hop_samples, config, sample_rate_hz=SAMPLE_RATE_HZ)
     vad.reset()
@@ -168,9 +169,9 @@ def pipeline_updates(chunks: Iterator[np.ndarray | Update], vad, config) -> Iter
 
 
 def daemon_updates(endpoint: str | None, timeout_s: float = 0.1) -> Iterator[Update]:
-    """Subscribe to a daemon's events (:class:`vadstream.client.Subscriber`) and translate them."""
-    from vadstream import events as ev
-    from vadstream.client import Subscriber
+    """Subscribe to a daemon's events (:class:`vadstream.wire.client.Subscriber`) and translate them."""
+    from vadstream.wire import events as ev
+    from vadstream.wire.client import Subscriber
 
     notes: list[str] = []
     sub = Subscriber(endpoint, on_gap=lambda gap: notes.append(f"missed {gap.missing} message(s)"),
@@ -409,7 +410,7 @@ class TtyView:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vadstream.filecmd import add_detector_arguments
+    from vadstream.commands.file import add_detector_arguments
 
     parser.add_argument("--input", metavar="SRC",
                         help="run the pipeline here on an audio file, or on 'microphone', instead of "
@@ -433,8 +434,8 @@ def _error(message: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from vadstream.filecmd import AudioFileError, load_settings
-    from vadstream.sources import SourceError
+    from vadstream.audio.blocks import SourceError
+    from vadstream.commands.file import AudioFileError, load_settings
 
     try:
         config, model_path = load_settings(args)
@@ -446,8 +447,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     source = args.input or ("microphone" if args.device is not None else None)
     if source:
-        from vadstream.model import ModelError
-        from vadstream.vad import Vad
+        from vadstream.stages.model import ModelError
+        from vadstream.stages.vad import Vad
 
         try:
             vad = Vad(model_path)
@@ -465,7 +466,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         endpoint = args.endpoint
         if not endpoint:
-            from vadstream import config as config_module
+            from vadstream.service import config as config_module
 
             try:
                 endpoint = config_module.load(argparse.Namespace(config=args.config)).endpoints()[0]

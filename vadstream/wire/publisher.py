@@ -20,9 +20,9 @@ from pathlib import Path
 
 import zmq
 
-from vadstream.events import Message
+from vadstream.wire.events import Message
 
-log = logging.getLogger("vadstream.publisher")
+log = logging.getLogger("vadstream.wire.publisher")
 
 
 def new_stream_id() -> str:
@@ -60,7 +60,7 @@ def bind(sock: zmq.Socket, endpoint: str, ipc_mode: int = 0o660) -> None:
 
 
 class Publisher:
-    """Publishes :class:`~vadstream.events.Message` s on a bound XPUB socket (one thread only)."""
+    """Publishes :class:`~vadstream.wire.events.Message` s on a bound XPUB socket (one thread only)."""
 
     def __init__(self, endpoint: str, *, source: str, stream_id: str | None = None, sndhwm: int = 1000,
                  linger_ms: int = 500, ipc_mode: int = 0o660, context: zmq.Context | None = None):

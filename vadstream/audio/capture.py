@@ -1,4 +1,4 @@
-"""Live microphone capture through sounddevice/PortAudio, as a :class:`vadstream.sources.Source`.
+"""Live microphone capture through sounddevice/PortAudio, as a :class:`vadstream.audio.blocks.Source`.
 
 The PortAudio callback only copies each block into a preallocated :class:`RingBuffer` and
 records a (frame position, wall time) anchor; it never blocks and allocates no buffers. The
@@ -8,7 +8,7 @@ downmixes, resamples to 16 kHz when the device runs at another rate, and stamps 
 Device choice: a PortAudio index, or a case-insensitive substring of the device name (an exact
 name wins over substrings; several matches are an error listing them). The stream opens at
 16 kHz when the device accepts it, else at the device's default rate (44.1/48 kHz are common)
-with the anti-aliasing resampler of :mod:`vadstream.resample`; ``SourceSpec.samplerate_hz``
+with the anti-aliasing resampler of :mod:`vadstream.stages.resample`; ``SourceSpec.samplerate_hz``
 forces a device rate.
 
 Never silent about lost audio: PortAudio input-overflow flags and ring-buffer-full drops are
@@ -18,7 +18,7 @@ Device loss: a stream error, a finished stream, or no callback for ``max(1 s, 10
 means the device is gone: ``lost`` is reported, the stream is closed, and every second
 PortAudio is terminated and initialised again (the only way it rescans devices; ALSA caches its
 configuration per process) and the device looked up again by its name, until it opens. Then
-``restored`` is reported and the sample clock skips the outage (see :mod:`vadstream.sources`).
+``restored`` is reported and the sample clock skips the outage (see :mod:`vadstream.audio.blocks`).
 """
 
 from __future__ import annotations
@@ -26,13 +26,11 @@ from __future__ import annotations
 import logging
 import time
 
+from vadstream.audio.blocks import SAMPLE_RATE_HZ, AudioBlock, Source, SourceError, SourceSpec, to_mono
+from vadstream.audio.ringbuffer import RingBuffer
+from vadstream.stages.resample import Resampler
 
-from vadstream.resample import Resampler
-from vadstream.ringbuffer import RingBuffer
-from vadstream.sources import (SAMPLE_RATE_HZ, AudioBlock, Source, SourceError, SourceSpec,
-                               to_mono)
-
-log = logging.getLogger("vadstream.capture")
+log = logging.getLogger("vadstream.audio.capture")
 
 RETRY_INTERVAL_S = 1.0
 HEALTH_CHECK_NS = 100_000_000  # ask PortAudio whether the stream is alive at most every 100 ms

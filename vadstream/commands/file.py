@@ -20,15 +20,15 @@ from typing import Callable, Iterator, TextIO
 
 import numpy as np
 
-from vadstream.detector import DetectorConfig, EndReason
-from vadstream.segments import EXTENSIONS, FORMATS, FileResult, Writer, segments_from_events
+from vadstream.commands.formats import EXTENSIONS, FORMATS, FileResult, Writer, segments_from_events
+from vadstream.stages.detector import DetectorConfig, EndReason
 
 SAMPLE_RATE_HZ = 16000
 PROGRESS_AFTER_S = 1.0  # a batch shorter than this never shows a progress bar
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading audio: the daemon's own file source (vadstream.sources.FileSource), unpaced
+# Reading audio: the daemon's own file source (vadstream.audio.files.FileSource), unpaced
 
 
 class AudioFileError(Exception):
@@ -80,7 +80,8 @@ def open_audio(path: str | os.PathLike[str], block_ms: float = 1000.0) -> AudioF
     Raises :class:`AudioFileError` with a one-line reason (missing file, not audio, soundfile
     needed for this format).
     """
-    from vadstream.sources import FileSource, SourceError, SourceSpec
+    from vadstream.audio.blocks import SourceError, SourceSpec
+    from vadstream.audio.files import FileSource
 
     path = str(path)
     if not os.path.exists(path):
@@ -110,7 +111,7 @@ def analyse(path: str | os.PathLike[str], vad, config: DetectorConfig, keep_audi
     The same calls the daemon makes: ``vad.process`` / ``detector.process`` per block, then
     ``vad.flush()`` and ``detector.flush(END_OF_INPUT)`` at the end of the file.
     """
-    from vadstream.detector import Detector
+    from vadstream.stages.detector import Detector
 
     detector = Detector(vad.hop_samples, config, sample_rate_hz=SAMPLE_RATE_HZ)
     vad.reset()
@@ -185,7 +186,7 @@ class Progress:
 # ---------------------------------------------------------------------------------------------
 # Command line
 
-# The daemon's detector flags (same names and dests as ``vadstream run``, see vadstream.config).
+# The daemon's detector flags (same names and dests as ``vadstream run``, see vadstream.service.config).
 DETECTOR_FLAGS = {
     # flag -> (dest = DetectorConfig field, metavar, help)
     "--onset": ("onset_threshold", "P", "onset threshold: probability that starts candidate speech"),
@@ -214,7 +215,7 @@ def load_settings(args: argparse.Namespace) -> tuple[DetectorConfig, str | None]
 
     Raises ValueError (the config module's ConfigError is one) with a one-line message.
     """
-    from vadstream import config as config_module
+    from vadstream.service import config as config_module
 
     only = argparse.Namespace(config=getattr(args, "config", None), model=getattr(args, "model", None),
                               **{field: getattr(args, field, None) for field, _, _ in DETECTOR_FLAGS.values()})
@@ -267,8 +268,8 @@ class _LogLines(logging.Handler):
 
 
 def main(args: argparse.Namespace) -> int:
-    from vadstream.model import ModelError
-    from vadstream.vad import Vad
+    from vadstream.stages.model import ModelError
+    from vadstream.stages.vad import Vad
 
     if args.probs and args.format not in ("json", "csv"):
         _error(f"--probs writes json or csv, not {args.format}")
@@ -284,14 +285,14 @@ def main(args: argparse.Namespace) -> int:
     try:
         labels = None
         if args.labels:
-            from vadstream.segments import read_labels
+            from vadstream.commands.formats import read_labels
 
             labels = read_labels(args.labels)
     except (ValueError, OSError) as exc:
         _error(f"--labels: {exc}")
         return 2
     if args.plot:
-        from vadstream.plot import check_matplotlib
+        from vadstream.commands.plot import check_matplotlib
 
         problem = check_matplotlib()
         if problem:
@@ -349,7 +350,7 @@ def main(args: argparse.Namespace) -> int:
                 else:
                     writer.write(result)
                 if args.plot:
-                    from vadstream.plot import plot_result
+                    from vadstream.commands.plot import plot_result
 
                     png = plot_dir / (Path(path).stem + ".png") if plot_dir else Path(args.plot)
                     plot_result(png, result, audio, config, labels=labels, features=args.plot_features,

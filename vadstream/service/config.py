@@ -5,7 +5,7 @@ Sections and keys (``docs/config.md`` and ``systemd/vadstream.toml`` document ev
     [input]     source, device, channel, realtime, block_ms, ring_s, samplerate_hz
     [model]     path
     [detector]  onset_threshold, offset_threshold, min_speech_ms, min_silence_ms, max_speech_s,
-                speech_pad_ms   (vadstream.detector.DetectorConfig and its validation)
+                speech_pad_ms   (vadstream.stages.detector.DetectorConfig and its validation)
     [publisher] endpoint, control_endpoint, sndhwm, prob, heartbeat_s, linger_ms, ipc_mode,
                 wait_subscriber_s
     [logging]   level
@@ -23,10 +23,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from vadstream.detector import DetectorConfig
+from vadstream.stages.detector import DetectorConfig
+from vadstream.wire.endpoints import default_endpoint
 
 DEFAULT_CONFIG_PATH = Path("/etc/vadstream/vadstream.toml")
-SYSTEM_RUNTIME_DIR = Path("/run/vadstream")
 MICROPHONE = "microphone"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -63,8 +63,8 @@ class InputConfig:
         return None if self.source == MICROPHONE else self.source
 
     def source_spec(self):
-        """The :class:`vadstream.sources.SourceSpec` these settings describe."""
-        from vadstream.sources import SourceSpec
+        """The :class:`vadstream.audio.blocks.SourceSpec` these settings describe."""
+        from vadstream.audio.blocks import SourceSpec
 
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "source"}
         return SourceSpec(input=self.input, **fields)
@@ -149,18 +149,6 @@ SECTIONS: dict[str, type] = {
     "publisher": PublisherConfig,
     "logging": LoggingConfig,
 }
-
-
-def runtime_dir() -> Path:
-    """``$XDG_RUNTIME_DIR/vadstream`` for a user, ``/run/vadstream`` for root or without it."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if os.geteuid() == 0 or not xdg:
-        return SYSTEM_RUNTIME_DIR
-    return Path(xdg) / "vadstream"
-
-
-def default_endpoint(name: str = "events") -> str:
-    return f"ipc://{runtime_dir() / name}"
 
 
 # --- validation --------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ Every wrapper has ``name``, ``hop_samples``, ``default_threshold``, ``binary``, 
 ``process_hop(hop) -> float`` (exactly ``hop_samples`` float32 samples at 16 kHz in, the hop's
 speech probability out), ``process(samples) -> np.ndarray`` (any chunk length; probabilities of
 the hops completed, in order), ``flush()`` (the zero-padded last hop; then ``reset``) and
-``reset()``. vadstream's own wrapper (:class:`VadstreamPeer`) runs the real :class:`~vadstream.vad.Vad`
-and :class:`~vadstream.detector.Detector`; its probabilities come out with the model's lookahead,
+``reset()``. vadstream's own wrapper (:class:`VadstreamPeer`) runs the real :class:`~vadstream.stages.vad.Vad`
+and :class:`~vadstream.stages.detector.Detector`; its probabilities come out with the model's lookahead,
 so it has no ``process_hop``.
 
 :func:`available_peers` builds whatever is installed and gives a reason for what is not; nothing
@@ -43,7 +43,10 @@ class PeerUnavailable(RuntimeError):
 # --------------------------------------------------------------------------------------------
 # Base class: hop buffering shared by the peers
 # --------------------------------------------------------------------------------------------
-class HopVad:
+class FixedHopPeer:
+    """A peer VAD that scores fixed hops of ``hop_samples``: buffers what does not fill a hop;
+    ``flush`` zero-pads the last partial hop. Subclasses give ``process_hop`` and ``_reset_state``."""
+
     name = "?"
     hop_samples = 512
     default_threshold = 0.5
@@ -144,7 +147,7 @@ def silero_onnx_path(download: bool = True) -> Path:
     return target
 
 
-class SileroPeer(HopVad):
+class SileroPeer(FixedHopPeer):
     """Silero VAD v6 ONNX: 512-sample chunks with the previous 64 samples prepended, state carried.
 
     Inputs ``input`` [1, 576], ``state`` [2, 1, 128], ``sr`` int64 (16000); outputs the
@@ -160,7 +163,7 @@ class SileroPeer(HopVad):
         super().__init__()
         import onnxruntime as ort
 
-        from vadstream.model import bound_run, session_options
+        from vadstream.stages.model import bound_run, session_options
 
         self.path = Path(path) if path else silero_onnx_path()
         self.version = f"v{SILERO_VERSION} ({self.path.name})"
@@ -171,7 +174,7 @@ class SileroPeer(HopVad):
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
         self._state_out = np.zeros_like(self._state)
         self._prob = np.zeros((1, 1), dtype=np.float32)
-        # The same live fast path as vadstream.model.OnnxModel.score_window: an IO binding on
+        # The same live fast path as vadstream.stages.model.OnnxModel.score_window: an IO binding on
         # fixed buffers (the bench compares call paths of equal overhead).
         self._run_bound = bound_run(self._session, {"input": self._x, "state": self._state, "sr": self._sr},
                                     {"output": self._prob, "stateN": self._state_out})
@@ -193,7 +196,7 @@ class SileroPeer(HopVad):
 # --------------------------------------------------------------------------------------------
 # WebRTC VAD (webrtcvad-wheels): binary decisions on 30 ms frames
 # --------------------------------------------------------------------------------------------
-class WebRtcPeer(HopVad):
+class WebRtcPeer(FixedHopPeer):
     binary = True
     hop_samples = 480  # 30 ms
 
@@ -227,7 +230,7 @@ class WebRtcPeer(HopVad):
 # --------------------------------------------------------------------------------------------
 # TEN VAD (pip ten-vad): 16 ms hops of int16
 # --------------------------------------------------------------------------------------------
-class TenPeer(HopVad):
+class TenPeer(FixedHopPeer):
     name = "ten"
     hop_samples = 256
 
@@ -275,9 +278,9 @@ class VadstreamPeer:
 
     def __init__(self, model: str | os.PathLike[str] | None = None, detector_config=None,
                  with_detector: bool = True):
-        from vadstream.detector import Detector, DetectorConfig
-        from vadstream.model import ModelError
-        from vadstream.vad import Vad
+        from vadstream.stages.detector import Detector, DetectorConfig
+        from vadstream.stages.model import ModelError
+        from vadstream.stages.vad import Vad
 
         try:
             self.vad = Vad(model)

@@ -13,7 +13,7 @@ import os
 import socket
 import time
 
-log = logging.getLogger("vadstream.sdnotify")
+log = logging.getLogger("vadstream.service.sdnotify")
 
 
 class Notifier:

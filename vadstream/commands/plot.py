@@ -19,8 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from vadstream.detector import DetectorConfig
-from vadstream.segments import FileResult
+from vadstream.commands.formats import FileResult
+from vadstream.stages.detector import DetectorConfig
 
 WIDTH_PX = 1400
 HEIGHT_PX = 900
@@ -77,12 +77,12 @@ def plot_result(path: str | os.PathLike[str], result: FileResult, samples: np.nd
     """Draw one file's analysis into a PNG of ``size_px`` pixels; returns the path written.
 
     Args:
-        result: segments and per-hop probabilities from :func:`vadstream.filecmd.analyse`.
+        result: segments and per-hop probabilities from :func:`vadstream.commands.file.analyse`.
         samples: the 16 kHz mono audio the probabilities were computed on.
         config: detector settings (threshold lines); defaults to ``DetectorConfig()``.
         labels: reference speech regions ``(start_s, end_s)``, drawn on the timeline.
         features: ``"spectrogram"`` or ``"mfcc"`` (the model's input features).
-        feature_config: :class:`vadstream.features.FeatureConfig` for ``"mfcc"``.
+        feature_config: :class:`vadstream.stages.features.FeatureConfig` for ``"mfcc"``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -117,7 +117,7 @@ def plot_result(path: str | os.PathLike[str], result: FileResult, samples: np.nd
 
     # 2. spectrogram or MFCC
     if features == "mfcc":
-        from vadstream.features import FeatureConfig, mfcc
+        from vadstream.stages.features import FeatureConfig, mfcc
 
         fcfg = feature_config or FeatureConfig()
         feats = mfcc(x.astype(np.float64), fcfg) if x.size else np.zeros((1, fcfg.numcep))

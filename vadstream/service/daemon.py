@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from vadstream import __version__, config
-from vadstream.config import Config, ConfigError
-from vadstream.detector import Detector, EndReason, SpeechEnd, SpeechStart
-from vadstream.events import Heartbeat, Message, Probability, SpeechEnded, SpeechStarted, Status
+from vadstream import __version__
+from vadstream.service import config
+from vadstream.service.config import Config, ConfigError
+from vadstream.stages.detector import Detector, EndReason, SpeechEnd, SpeechStart
+from vadstream.wire.events import Heartbeat, Message, Probability, SpeechEnded, SpeechStarted, Status
 
 log = logging.getLogger("vadstream")
 
@@ -93,11 +94,11 @@ class Daemon:
     """Owns one source, one Vad, one Detector, the publisher and the control socket."""
 
     def __init__(self, cfg: Config, args=None):
-        from vadstream.control import ControlServer
-        from vadstream.publisher import Publisher
-        from vadstream.sdnotify import Notifier
-        from vadstream.sources import open_source
-        from vadstream.vad import Vad
+        from vadstream.audio.sources import open_source
+        from vadstream.service.sdnotify import Notifier
+        from vadstream.stages.vad import Vad
+        from vadstream.wire.control import ControlServer
+        from vadstream.wire.publisher import Publisher
 
         self.cfg = cfg
         self.args = args
@@ -144,7 +145,7 @@ class Daemon:
 
     def _refuse_if_running(self) -> None:
         """ZeroMQ would silently take over an ipc socket file another daemon still serves: refuse."""
-        from vadstream.client import ControlError, request
+        from vadstream.wire.client import ControlError, request
 
         ep = self.events_endpoint
         if not ep.startswith("ipc://") or not os.path.exists(ep[len("ipc://"):]) or not self.control_endpoint:
@@ -210,7 +211,7 @@ class Daemon:
 
     def process_block(self, block) -> None:
         """Feed one AudioBlock, keeping the stream timeline (fill short holes, restart after long ones)."""
-        from vadstream.vad import to_float32
+        from vadstream.stages.vad import to_float32
 
         samples = np.asarray(block.samples)
         if samples.ndim != 1:
@@ -312,7 +313,7 @@ class Daemon:
         })
 
     def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        from vadstream.control import RequestError
+        from vadstream.wire.control import RequestError
 
         cmd = request["cmd"]
         if cmd == "status":
@@ -468,8 +469,8 @@ def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
 
 
 def main(args) -> int:
-    from vadstream.model import ModelError
-    from vadstream.sources import SourceError
+    from vadstream.audio.blocks import SourceError
+    from vadstream.stages.model import ModelError
 
     setup_logging("info")
     try:
@@ -497,7 +498,7 @@ def main(args) -> int:
         return 1
 
 
-if __name__ == "__main__":  # python -m vadstream.daemon: the daemon alone, without the other commands
+if __name__ == "__main__":  # python -m vadstream.service.daemon: the daemon alone, without the other commands
     import argparse
 
     _parser = argparse.ArgumentParser(prog="vadstream run", description=__doc__.splitlines()[0])
