@@ -124,10 +124,10 @@ def test_float_and_extensible_wav_without_soundfile(tmp_path, fmt, subtype):
     x = np.stack([0.25 * np.sin(2 * np.pi * 500 * t), 0.25 * np.sin(2 * np.pi * 500 * t)], 1)
     path = tmp_path / f"{fmt}-{subtype}.wav"
     soundfile.write(str(path), x, 22050, format=fmt, subtype=subtype)
-    from vadstream.audio import files as sources
+    from vadstream.audio import files
 
-    reader = sources._open_audio_file(str(path))
-    assert isinstance(reader, sources._WavReader), type(reader)
+    reader = files._open_audio_file(str(path))
+    assert isinstance(reader, files._WavReader), type(reader)
     reader.close()
     src = open_source(SourceSpec(input=str(path), realtime=False))
     y = join(read_all(src))
