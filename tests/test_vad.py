@@ -201,3 +201,9 @@ def test_independent_streams_do_not_share_state(shipped_model):
         out_b.append(b.process(y[i:i + 640]))
     out_b.append(b.flush())
     np.testing.assert_allclose(np.concatenate(out_b), ref_y, atol=1e-6)
+
+
+def test_the_shipped_model_is_the_default():
+    """``Vad()`` without a path loads models/vadstream.onnx (the path is relative to the package)."""
+    repo_model = Path(__file__).resolve().parents[1] / "models" / "vadstream.onnx"
+    assert Vad().model.path == repo_model

@@ -29,7 +29,7 @@ METADATA_KEY = "vadstream"
 SPEC_VERSION = 1
 INPUT_NAME = "features"
 OUTPUT_NAME = "speech_prob"
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "vadstream.onnx"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "vadstream.onnx"
 
 
 class ModelError(ValueError):
