@@ -85,12 +85,13 @@ def s16le(x: np.ndarray) -> bytes:
 class Collector:
     """SUB socket in a thread collecting every message (parsed and schema-checked)."""
 
-    def __init__(self, endpoint: str, ctx: zmq.Context):
+    def __init__(self, endpoint: str, ctx: zmq.Context, topics: tuple[bytes, ...] = (b"vad.",)):
         self.validator = jsonschema.Draft202012Validator(events.schema())
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, 0)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"vad.")
+        for topic in topics:
+            self.sock.setsockopt(zmq.SUBSCRIBE, topic)
         self.sock.connect(endpoint)
         self.messages: list[events.Message] = []
         self.errors: list[str] = []

@@ -8,6 +8,7 @@ Sections and keys (``docs/config.md`` and ``systemd/vadstream.toml`` document ev
                 speech_pad_ms   (vadstream.stages.detector.DetectorConfig and its validation)
     [publisher] endpoint, control_endpoint, sndhwm, prob, heartbeat_s, linger_ms, ipc_mode,
                 wait_subscriber_s
+    [audio]     pre_roll_ms, post_roll_ms   (speech audio topics, vadstream.wire.audio)
     [logging]   level
 
 Precedence: built-in defaults < the file < flags. Unknown sections or keys, wrong types and values
@@ -110,6 +111,28 @@ class PublisherConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AudioConfig:
+    """Speech audio on the ``audio.utterance`` / ``audio.speech`` topics (only cut while subscribed).
+
+    Attributes:
+        pre_roll_ms: audio sent before each segment's start. The default 500 ms is at least the
+            detector's onset delay plus its speech padding: the labelled onset precedes the moment
+            the detector decides by 148 ms (median) to 440 ms (90th percentile) at the shipped
+            defaults (bench/RESULTS.md, "Detector defaults"), plus ``speech_pad_ms`` 30.
+        post_roll_ms: audio an utterance carries after its segment's end. The default 250 ms keeps
+            the utterance going out with the ``speech_end``: the end is decided ``min_silence_ms``
+            (300) after the last speech hop, plus the model's 35 ms lookahead, and is padded by
+            ``speech_pad_ms`` (30), so 305 ms past the end is already there. A longer post-roll
+            delays the utterance until that audio has been captured.
+    """
+
+    pre_roll_ms: float = 500.0
+    post_roll_ms: float = 250.0
+
+    BOUNDS = {"pre_roll_ms": (0.0, 10_000.0), "post_roll_ms": (0.0, 10_000.0)}
+
+
+@dataclasses.dataclass(frozen=True)
 class LoggingConfig:
     """Attributes:
         level: least severe level written to stderr: debug, info, warning or error."""
@@ -123,6 +146,7 @@ class Config:
     model: ModelConfig = ModelConfig()
     detector: DetectorConfig = DetectorConfig()
     publisher: PublisherConfig = PublisherConfig()
+    audio: AudioConfig = AudioConfig()
     logging: LoggingConfig = LoggingConfig()
     path: str | None = None  # the file it was read from, if any
 
@@ -147,6 +171,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "detector": DetectorConfig,
     "publisher": PublisherConfig,
+    "audio": AudioConfig,
     "logging": LoggingConfig,
 }
 
@@ -279,6 +304,16 @@ def _check_publisher(v: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_audio(v: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in v.items():
+        if key not in AudioConfig.BOUNDS:
+            _unknown("audio", key)
+        low, high = AudioConfig.BOUNDS[key]
+        out[key] = float(_num(f"audio.{key}", value, low, high))
+    return out
+
+
 def _check_logging(v: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in v.items():
@@ -294,6 +329,7 @@ _CHECKS = {
     "model": _check_model,
     "detector": _check_detector,
     "publisher": _check_publisher,
+    "audio": _check_audio,
     "logging": _check_logging,
 }
 
@@ -361,6 +397,8 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "prob": ("publisher", "prob"),
     "heartbeat_s": ("publisher", "heartbeat_s"),
     "wait_subscriber_s": ("publisher", "wait_subscriber_s"),
+    "pre_roll_ms": ("audio", "pre_roll_ms"),
+    "post_roll_ms": ("audio", "post_roll_ms"),
     "log_level": ("logging", "level"),
 }
 
@@ -394,6 +432,11 @@ def add_arguments(parser) -> None:
     g.add_argument("--heartbeat-s", type=float, metavar="S", help="heartbeat interval in seconds")
     g.add_argument("--wait-subscriber", dest="wait_subscriber_s", type=float, metavar="S",
                    help="wait up to S seconds for a first subscriber before reading input")
+    _A = AudioConfig()
+    g.add_argument("--pre-roll-ms", type=float, metavar="MS",
+                   help=f"speech audio topics: audio before each segment (default {_A.pre_roll_ms:g})")
+    g.add_argument("--post-roll-ms", type=float, metavar="MS",
+                   help=f"audio.utterance: audio after each segment (default {_A.post_roll_ms:g})")
     g.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error")
 
 

@@ -31,13 +31,16 @@ from vadstream.service import config
 from vadstream.service.config import Config, ConfigError
 from vadstream.stages.detector import Detector, EndReason, SpeechEnd, SpeechStart
 from vadstream.wire.events import Heartbeat, Message, Probability, SpeechEnded, SpeechStarted, Status
+from vadstream.service.audio_tap import AudioTap, history_seconds
+from vadstream.wire.audio import SPEECH_TOPIC, UTTERANCE_TOPIC
 
 log = logging.getLogger("vadstream")
 
 SAMPLE_RATE_HZ = 16000
 READ_TIMEOUT_S = 0.1
 MAX_FILL_SAMPLES = SAMPLE_RATE_HZ  # gaps up to 1 s are filled with silence; longer ones restart the stream
-LIVE_KEYS = ("detector.", "publisher.prob", "publisher.heartbeat_s", "logging.level")
+LIVE_KEYS = ("detector.", "publisher.prob", "publisher.heartbeat_s", "audio.", "logging.level")
+LAST_REASONS = (EndReason.END_OF_INPUT, EndReason.SHUTDOWN, EndReason.DEVICE_LOST)  # no more audio of the stream
 
 
 def add_arguments(parser) -> None:
@@ -126,6 +129,7 @@ class Daemon:
                 self.publisher.close(0)
             raise
         self.notifier = Notifier.from_env()
+        self.audio_tap = AudioTap(*self._tap_sizes(), wall_ns=self._wall_ns)
         # Stream bookkeeping: Vad/Detector sample 0 is stream sample `_base`.
         self._base = 0
         self._fed = 0  # next stream sample expected
@@ -176,6 +180,19 @@ class Daemon:
     def _wall_ns(self, sample: int) -> int:
         a_sample, a_wall = self._anchor
         return max(0, a_wall + (sample - a_sample) * 1_000_000_000 // SAMPLE_RATE_HZ)
+
+    def _tap_sizes(self) -> tuple[int, int, int]:
+        """Pre-roll, post-roll and history of the speech audio topics, in samples."""
+        a, d = self.cfg.audio, self.cfg.detector
+        history_s = history_seconds(a.pre_roll_ms / 1000, a.post_roll_ms / 1000, d.max_speech_s,
+                                    d.min_silence_ms / 1000)
+        return (round(a.pre_roll_ms * SAMPLE_RATE_HZ / 1000), round(a.post_roll_ms * SAMPLE_RATE_HZ / 1000),
+                int(history_s * SAMPLE_RATE_HZ))
+
+    def _update_audio_subscribers(self) -> None:
+        """Cut speech audio only while someone subscribes to it (the XPUB socket knows)."""
+        p = self.publisher
+        self.audio_tap.set_wanted(p.wants(UTTERANCE_TOPIC), p.wants(SPEECH_TOPIC))
 
     def publish(self, message: Message) -> None:
         try:
@@ -236,6 +253,9 @@ class Daemon:
             self._feed(np.clip(x, -1.0, 1.0))
 
     def _feed(self, x: np.ndarray) -> None:
+        if self.audio_tap.active:
+            for m in self.audio_tap.audio(self._fed, x):
+                self.publish(m)
         self._fed += x.size
         self._handle_probs(self.vad.process(x))
 
@@ -265,12 +285,16 @@ class Daemon:
             if isinstance(ev, SpeechStart):
                 self.publish(SpeechStarted(sample_index=s, wall_time_ns=self._wall_ns(s), probability=p,
                                            decided_sample=b + ev.decided_sample))
+                for m in self.audio_tap.start(s, p):
+                    self.publish(m)
                 log.debug("speech_start at %.3f s (p=%.2f)", s / SAMPLE_RATE_HZ, p)
             elif isinstance(ev, SpeechEnd):
                 self._segments += 1
                 self.publish(SpeechEnded(sample_index=s, wall_time_ns=self._wall_ns(s), probability=p,
                                          decided_sample=b + ev.decided_sample, start_sample=b + ev.start_sample,
                                          reason=ev.reason.value))
+                for m in self.audio_tap.end(b + ev.start_sample, s, ev.reason.value, last=ev.reason in LAST_REASONS):
+                    self.publish(m)
                 log.debug("speech_end at %.3f s (%s, %.2f s)", s / SAMPLE_RATE_HZ, ev.reason.value,
                           ev.duration_samples / SAMPLE_RATE_HZ)
             self.notifier.status(self._human_status())
@@ -306,6 +330,9 @@ class Daemon:
             "source": {"name": self.source.name, **source_stats},
             "overflows": self._overflows, "errors": self._errors,
             "publisher": self.publisher.stats(), "control_endpoint": self.control_endpoint,
+            "audio": {"utterance_subscribed": self.audio_tap.utterances, "speech_subscribed": self.audio_tap.stream,
+                      "history_samples": len(self.audio_tap.history or ()),
+                      "history_capacity_samples": self.audio_tap.capacity_samples},
             "model": {"path": str(self.vad.model.path), "name": spec.name, "version": spec.version,
                       "hop_samples": self.hop_samples, "lookahead_samples": self.vad.lookahead_samples,
                       "sample_rate_hz": SAMPLE_RATE_HZ},
@@ -351,8 +378,9 @@ class Daemon:
         self.cfg = dataclasses.replace(self.cfg, detector=new.detector,
                                        publisher=dataclasses.replace(self.cfg.publisher, prob=new.publisher.prob,
                                                                      heartbeat_s=new.publisher.heartbeat_s),
-                                       logging=new.logging, path=new.path)
+                                       audio=new.audio, logging=new.logging, path=new.path)
         self.detector.set_config(self.cfg.detector)
+        self.audio_tap.configure(*self._tap_sizes())
         if "logging.level" in changes:
             logging.getLogger().setLevel(self.cfg.logging.level.upper())
         return changes
@@ -387,7 +415,7 @@ class Daemon:
         p = self.publisher
         self.publish(Heartbeat(sample_index=self._fed, wall_time_ns=self._wall_ns(self._fed), state=self.state,
                                uptime_s=round(now - self.started_mono, 3), published=p.seq, dropped=p.dropped,
-                               overflows=self._overflows))
+                               dropped_by_topic=dict(p.dropped_by_topic), overflows=self._overflows))
 
     def wait_for_subscriber(self) -> None:
         """Up to ``publisher.wait_subscriber_s``: wait for a first subscription (control stays answered)."""
@@ -412,6 +440,7 @@ class Daemon:
         end_reason = EndReason.SHUTDOWN
         while self._stop is None:
             block = self.source.read(READ_TIMEOUT_S)
+            self._update_audio_subscribers()
             for st in self.source.poll_status():
                 self.on_source_status(st)
             if block is not None:

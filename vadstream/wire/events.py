@@ -138,6 +138,7 @@ class Heartbeat(Message):
     published: int
     dropped: int
     overflows: int
+    dropped_by_topic: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -154,7 +155,12 @@ TOPICS = tuple(TOPIC_PREFIX + t for t in TYPES)
 
 
 def parse(frames: list[bytes]) -> Message:
-    """A typed message from ``[topic, json]`` frames; :class:`ParseError` if it is not one."""
+    """A typed message from ``[topic, json]`` frames (``[topic, json, pcm]`` for the ``audio.`` topics,
+    ``vadstream.wire.audio``); :class:`ParseError` if it is not one."""
+    if frames and bytes(frames[0]).startswith(b"audio."):
+        from vadstream.wire.audio import parse_audio
+
+        return parse_audio(frames)
     if len(frames) != 2:
         raise ParseError(f"expected 2 frames [topic, json], got {len(frames)}")
     try:

@@ -70,7 +70,10 @@ class Publisher:
         self.seq = 0  # seq of the next message
         self._topic_seq: dict[str, int] = {}  # type -> topic_seq of its next message
         self.dropped = 0  # times a subscriber's queue was full (drop episodes)
+        self.dropped_by_topic: dict[str, int] = {}  # the same, per topic of the message that met the full queue
         self.subscriptions = 0
+        self._prefixes: dict[bytes, int] = {}  # subscribed topic prefix -> subscriptions to it
+        self._wanted: dict[str, bool] = {}  # topic -> someone's prefix matches it (cleared on every change)
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.XPUB)
         self._sndhwm = sndhwm
@@ -97,6 +100,7 @@ class Publisher:
             self._sock.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
             self.dropped += 1
+            self.dropped_by_topic[message.topic] = self.dropped_by_topic.get(message.topic, 0) + 1
             if self.dropped <= 3 or self.dropped % 100 == 0:
                 log.warning("a subscriber is not keeping up (queue of %d messages full): it misses messages until it "
                             "catches up; %d drop episode(s) so far", self._sndhwm, self.dropped)
@@ -122,8 +126,24 @@ class Publisher:
                 return
             if msg[:1] == b"\x01":
                 self.subscriptions += 1
+                self._prefixes[msg[1:]] = self._prefixes.get(msg[1:], 0) + 1
+                self._wanted.clear()
             elif msg[:1] == b"\x00":
                 self.subscriptions = max(0, self.subscriptions - 1)
+                left = self._prefixes.get(msg[1:], 0) - 1
+                if left > 0:
+                    self._prefixes[msg[1:]] = left
+                else:
+                    self._prefixes.pop(msg[1:], None)
+                self._wanted.clear()
+
+    def wants(self, topic: str) -> bool:
+        """Whether some subscriber's prefix matches ``topic`` (a message of it would reach someone)."""
+        wanted = self._wanted.get(topic)
+        if wanted is None:
+            t = topic.encode()
+            wanted = self._wanted[topic] = any(t.startswith(p) for p in self._prefixes)
+        return wanted
 
     def poll(self) -> None:
         """Process subscription notices (call from the loop when nothing was published)."""
@@ -131,7 +151,8 @@ class Publisher:
 
     def stats(self) -> dict:
         return {"endpoint": self.endpoint, "stream_id": self.stream_id, "published": self.seq,
-                "dropped": self.dropped, "subscriptions": self.subscriptions}
+                "dropped": self.dropped, "dropped_by_topic": dict(self.dropped_by_topic),
+                "subscriptions": self.subscriptions}
 
     def close(self, linger_ms: int | None = None) -> None:
         """Close the socket; queued messages get up to ``linger_ms`` to leave."""
