@@ -99,7 +99,7 @@ def test_no_audio_subscriber_no_audio_work(tmp_path, ctx, track):
     daemon = DaemonProcess(tmp_path, "--input", str(wav), "--wait-subscriber", "20")  # real time: ask while it runs
     col = Collector(daemon.events, ctx)
     try:
-        from vadstream.client import request
+        from vadstream.wire.client import request
 
         col.wait_for(lambda m: isinstance(m, SpeechEnded), 15)
         status = request(daemon.control, "status", context=ctx)["status"]

@@ -16,6 +16,7 @@ from vadstream import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("vadstream.service.daemon", "run the daemon: audio in, ZeroMQ speech events out"),
     "listen": ("vadstream.commands.listen", "subscribe to a running daemon and print its events"),
+    "record": ("vadstream.commands.record", "write each utterance the daemon publishes as a WAV + JSON file"),
     "devices": ("vadstream.commands.devices", "list audio input devices and their default rates"),
     "file": ("vadstream.commands.file", "find speech segments in audio files"),
     "monitor": ("vadstream.commands.monitor", "live terminal view of speech probability and state"),

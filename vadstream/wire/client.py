@@ -10,6 +10,12 @@
 
     print(request("ipc:///run/user/1000/vadstream/control", {"cmd": "status"}))
 
+    for utt in utterances():                    # speech audio: one Utterance per segment
+        print(utt.start_sample, utt.samples.shape, utt.reason)   # int16 16 kHz mono numpy array
+
+Speech audio (``audio.utterance``, ``audio.speech``: ``vadstream.wire.audio``) is not under
+``vad.``: subscribe to those topics, or iterate :func:`utterances`.
+
 Each message is parsed (and validated against the JSON schema when ``jsonschema`` is installed);
 invalid ones are skipped and reported to ``on_invalid``. Gaps in a topic's ``topic_seq``
 (messages of a subscribed topic this subscriber missed) are reported to ``on_gap`` and kept in
@@ -21,13 +27,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import zmq
 
 from vadstream.wire import events
 from vadstream.wire.endpoints import default_endpoint
 from vadstream.wire.events import Message, ParseError
+
+if TYPE_CHECKING:
+    from vadstream.wire.audio import Utterance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +132,23 @@ class Subscriber:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def utterances(endpoint: str | None = None, **kwargs: Any) -> Iterator["Utterance"]:
+    """Yield each :class:`~vadstream.wire.audio.Utterance` the daemon publishes, forever.
+
+    An utterance is one speech segment with its pre- and post-roll: ``samples`` (int16 numpy
+    array, 16 kHz mono, ``float32()`` for floats, ``segment()`` for the segment without the
+    rolls) and its metadata (``start_sample``, ``end_sample``, ``sample_index`` of the first
+    sample, ``wall_time_ns``, ``probability``, ``reason``, ``stream_id``, ``seq``). ``kwargs`` go to
+    :class:`Subscriber` (``on_gap`` reports utterances missed while this loop was too slow).
+    """
+    from vadstream.wire.audio import UTTERANCE_TOPIC, Utterance
+
+    with Subscriber(endpoint, (UTTERANCE_TOPIC,), **kwargs) as sub:
+        for message in sub:
+            if isinstance(message, Utterance):
+                yield message
 
 
 class ControlError(RuntimeError):
