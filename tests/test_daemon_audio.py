@@ -110,3 +110,91 @@ def test_no_audio_subscriber_no_audio_work(tmp_path, ctx, track):
         daemon.kill()
         col.close()
     assert not [m for m in col.messages if isinstance(m, (Utterance, SpeechAudio))]
+
+
+class ArrivalCollector(Collector):
+    """Collector that also stamps each message's arrival time (unix ns) in ``arrivals``."""
+
+    def __init__(self, *a, **kw):
+        self.arrivals: list[int] = []
+        super().__init__(*a, **kw)
+
+    def _run(self) -> None:
+        import json
+        import time as _time
+
+        from vadstream.wire import events
+
+        while not self._stop.is_set():
+            if not self.sock.poll(50):
+                continue
+            frames = self.sock.recv_multipart()
+            now = _time.time_ns()
+            try:
+                self.validator.validate(json.loads(frames[1]))
+                self.messages.append(events.parse(frames))
+                self.arrivals.append(now)
+            except Exception as exc:  # noqa: BLE001
+                self.errors.append(f"{exc}")
+
+
+def latencies_ms(col: ArrivalCollector) -> np.ndarray:
+    """Per ``vad.prob`` message: arrival minus the capture (pacing) time of its hop, ms."""
+    from vadstream.wire.events import Probability
+
+    pairs = [(t, m) for t, m in zip(col.arrivals, col.messages) if isinstance(m, Probability)]
+    return np.array([(t - m.wall_time_ns) / 1e6 for t, m in pairs])
+
+
+def test_slow_audio_subscriber_leaves_event_latency_unchanged(tmp_path, ctx, track):
+    """Two daemons on the same file in real time, side by side (same machine load): one with a
+    speech audio subscriber that never reads. Its event subscriber gets every event as fast as the
+    other daemon's; the audio subscriber's drops are counted, on audio topics only."""
+    pcm, regions, _ = track
+    wav = tmp_path / "twice.wav"
+    from daemon_util import write_wav as write
+
+    write(wav, np.tile(pcm.astype(np.float32) / 32768, 2))  # ~16 s, about 600 KB of speech audio
+    runs = {}
+    for name in ("plain", "slow"):
+        d = tmp_path / name
+        d.mkdir()
+        runs[name] = DaemonProcess(d, "--input", str(wav), "--prob", "--hwm", "20", "--heartbeat-s", "0.5")
+    cols = {name: ArrivalCollector(p.events, ctx) for name, p in runs.items()}
+    slow = ctx.socket(zmq.SUB)
+    slow.setsockopt(zmq.RCVHWM, 1)
+    slow.setsockopt(zmq.SUBSCRIBE, b"audio.")
+    slow.connect(runs["slow"].events)  # never reads
+    try:
+        for p in runs.values():
+            assert p.wait(60) == 0, p.stderr()
+        for c in cols.values():
+            c.wait_for(lambda m: isinstance(m, Status) and m.kind == "stopping", 5)
+    finally:
+        for p in runs.values():
+            p.kill()
+        for c in cols.values():
+            c.close()
+        slow.close(0)
+    for c in cols.values():
+        assert c.errors == []
+        for topic in {m.topic for m in c.messages}:  # the event subscriber missed nothing
+            seqs = [m.topic_seq for m in c.messages if m.topic == topic]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), topic
+    speech = {n: [(type(m), m.sample_index) for m in c.messages if isinstance(m, (SpeechStarted, SpeechEnded))]
+              for n, c in cols.items()}
+    assert speech["plain"] == speech["slow"] and len(speech["plain"]) == 8
+    stop = {n: c.of(Status)[-1].details for n, c in cols.items()}
+    assert stop["plain"]["dropped"] == 0
+    assert stop["slow"]["dropped"] >= 1
+    from vadstream.wire.events import Heartbeat
+
+    by_topic = [h.dropped_by_topic for h in cols["slow"].of(Heartbeat)][-1]
+    assert by_topic and set(by_topic) <= {"audio.utterance", "audio.speech"}, by_topic
+    lat = {n: latencies_ms(c) for n, c in cols.items()}
+    assert min(v.size for v in lat.values()) > 500
+    med = {n: float(np.median(v)) for n, v in lat.items()}
+    p95 = {n: float(np.percentile(v, 95)) for n, v in lat.items()}
+    print(f"event latency ms: median {med}, p95 {p95}, drops {stop['slow']['dropped']} {by_topic}")
+    assert abs(med["slow"] - med["plain"]) < 10.0, (med, p95)
+    assert p95["slow"] < p95["plain"] + 20.0, (med, p95)
