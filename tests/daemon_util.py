@@ -148,6 +148,10 @@ class DaemonProcess:
 
     def wait_subscribed(self, ctx: zmq.Context, timeout_s: float = 15.0) -> dict:
         """Poll the control socket until the daemon has seen a subscription; its status."""
+        return self.wait_subscribed_n(ctx, 1, timeout_s)
+
+    def wait_subscribed_n(self, ctx: zmq.Context, n: int, timeout_s: float = 15.0) -> dict:
+        """Poll the control socket until the daemon counts ``n`` subscriptions; its status."""
         from vadstream.wire.client import ControlError, request
 
         deadline = time.monotonic() + timeout_s
@@ -155,7 +159,7 @@ class DaemonProcess:
             assert self.proc.poll() is None, f"daemon exited early: {self.stderr()}"
             try:
                 status = request(self.control, "status", timeout_s=0.5, context=ctx)["status"]
-                if status["publisher"]["subscriptions"] >= 1:
+                if status["publisher"]["subscriptions"] >= n:
                     return status
             except ControlError:
                 pass

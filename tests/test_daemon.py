@@ -94,7 +94,10 @@ def test_file_input_events_are_timely_gapless_and_valid(file_run, track):
     assert rc == 0, stderr
     check_stream(col)
     msgs = col.messages
-    assert isinstance(msgs[0], Status) and msgs[0].kind == "started"
+    assert isinstance(msgs[0], Status) and msgs[0].kind == "welcome"  # the subscription was answered
+    assert msgs[0].details == {"last_seq": -1, "in_speech": False, "open_start_sample": None, "segments": 0,
+                               "uptime_s": msgs[0].details["uptime_s"], "subscriptions": 1}
+    assert isinstance(msgs[1], Status) and msgs[1].kind == "started"
     assert any(isinstance(m, Status) and m.kind == "opened" for m in msgs)
     assert isinstance(msgs[-1], Status) and msgs[-1].kind == "stopping"
     assert msgs[-1].details["audio_s"] == pytest.approx(audio.size / RATE, abs=0.01)

@@ -23,28 +23,29 @@ def test_listen_json_and_human(tmp_path):
     common = ["--input", str(wav), "--no-realtime", "--wait-subscriber", "20", "--min-silence-ms", "400"]
 
     d = DaemonProcess(tmp_path, *common)
-    js = listen("--endpoint", d.events, "--json", "--count", "7", "--timeout", "20")
+    js = listen("--endpoint", d.events, "--json", "--count", "8", "--timeout", "20")
     out, err = js.communicate(timeout=60)
     assert js.returncode == 0, err
     assert d.wait(30) == 0, d.stderr()
     lines = [json.loads(line) for line in out.splitlines()]
     assert [(m["type"], m.get("kind")) for m in lines] == [
-        ("status", "started"), ("status", "opened"), ("speech_start", None), ("speech_end", None),
+        ("status", "welcome"), ("status", "started"), ("status", "opened"), ("speech_start", None), ("speech_end", None),
         ("speech_start", None), ("speech_end", None), ("status", "stopping")]
     assert [m["seq"] for m in lines] == sorted(m["seq"] for m in lines)
     assert [m["topic_seq"] for m in lines if m["type"] == "speech_end"] == [0, 1]
     assert "missed" not in err  # hidden heartbeats are not gaps
-    assert lines[3]["reason"] == "silence" and lines[3]["duration_s"] > 1.0
+    assert lines[4]["reason"] == "silence" and lines[4]["duration_s"] > 1.0
 
     d = DaemonProcess(tmp_path, *common)
-    human = listen("--endpoint", d.events, "--count", "7", "--timeout", "20")
+    human = listen("--endpoint", d.events, "--count", "8", "--timeout", "20")
     out, err = human.communicate(timeout=60)
     assert human.returncode == 0, err
     assert d.wait(30) == 0
     rows = out.splitlines()
-    assert len(rows) == 7 and "listening on" in err
-    assert "speech_start" in rows[2] and "p=" in rows[2] and "[file:t.wav #" in rows[2]
-    assert "speech_end" in rows[3] and "reason=silence" in rows[3] and "duration=" in rows[3]
+    assert len(rows) == 8 and "listening on" in err
+    assert "status" in rows[0] and "welcome: quiet on file:t.wav" in rows[0]
+    assert "speech_start" in rows[3] and "p=" in rows[3] and "[file:t.wav #" in rows[3]
+    assert "speech_end" in rows[4] and "reason=silence" in rows[4] and "duration=" in rows[4]
 
 
 def test_listen_status_and_timeout(tmp_path):

@@ -39,6 +39,8 @@ log = logging.getLogger("vadstream")
 SAMPLE_RATE_HZ = 16000
 READ_TIMEOUT_S = 0.1
 MAX_FILL_SAMPLES = SAMPLE_RATE_HZ  # gaps up to 1 s are filled with silence; longer ones restart the stream
+WAIT_NOTE_EVERY_S = 5.0  # --wait-subscriber: a log line this often while nobody has subscribed
+PROGRESS_MIN_S = 60.0  # unpaced files at least this long log their progress every 10 %
 LIVE_KEYS = ("detector.", "publisher.prob", "publisher.heartbeat_s", "audio.", "logging.level")
 LAST_REASONS = (EndReason.END_OF_INPUT, EndReason.SHUTDOWN, EndReason.DEVICE_LOST)  # no more audio of the stream
 
@@ -142,6 +144,7 @@ class Daemon:
         self._reload = False
         self._last_heartbeat = 0.0
         self._segments = 0
+        self._open_start: int | None = None  # stream sample of the speech_start without its speech_end yet
         self._overflows = 0
         self._errors = 0
         self._source_failed = False
@@ -283,6 +286,7 @@ class Daemon:
             s = b + ev.sample_index
             p = min(max(float(ev.probability), 0.0), 1.0)
             if isinstance(ev, SpeechStart):
+                self._open_start = s
                 self.publish(SpeechStarted(sample_index=s, wall_time_ns=self._wall_ns(s), probability=p,
                                            decided_sample=b + ev.decided_sample))
                 for m in self.audio_tap.start(s, p):
@@ -290,6 +294,7 @@ class Daemon:
                 log.debug("speech_start at %.3f s (p=%.2f)", s / SAMPLE_RATE_HZ, p)
             elif isinstance(ev, SpeechEnd):
                 self._segments += 1
+                self._open_start = None
                 self.publish(SpeechEnded(sample_index=s, wall_time_ns=self._wall_ns(s), probability=p,
                                          decided_sample=b + ev.decided_sample, start_sample=b + ev.start_sample,
                                          reason=ev.reason.value))
@@ -408,6 +413,18 @@ class Daemon:
         self.notifier.ready(self._human_status())
 
     # -- main loop -------------------------------------------------------------------------------
+    def welcome(self) -> None:
+        """Answer each new subscription that covers ``vad.status`` with a ``welcome`` status: a late
+        subscriber learns the state, the open segment and the latest seq without waiting."""
+        for topic in self.publisher.joined():
+            if not b"vad.status".startswith(topic):
+                continue
+            p = self.publisher
+            self.status_event("welcome", f"welcome: {self.state} on {self.source.name}, {p.seq} message(s) "
+                              "published so far", last_seq=p.seq - 1, in_speech=self._open_start is not None,
+                              open_start_sample=self._open_start, segments=self._segments,
+                              uptime_s=round(time.monotonic() - self.started_mono, 3), subscriptions=p.subscriptions)
+
     def heartbeat(self, now: float) -> None:
         if now - self._last_heartbeat < self.cfg.publisher.heartbeat_s:
             return
@@ -419,12 +436,37 @@ class Daemon:
 
     def wait_for_subscriber(self) -> None:
         """Up to ``publisher.wait_subscriber_s``: wait for a first subscription (control stays answered)."""
-        deadline = time.monotonic() + self.cfg.publisher.wait_subscriber_s
-        while self.publisher.subscriptions == 0 and self._stop is None and time.monotonic() < deadline:
+        wait_s = self.cfg.publisher.wait_subscriber_s
+        if wait_s > 0:
+            log.info("waiting up to %g s for a subscriber on %s", wait_s, self.events_endpoint)
+        t0 = time.monotonic()
+        next_note = t0 + WAIT_NOTE_EVERY_S
+        while self.publisher.subscriptions == 0 and self._stop is None and time.monotonic() < t0 + wait_s:
             self.publisher.poll()
             if self.control is not None:
                 self.control.poll()
             time.sleep(0.01)
+            if time.monotonic() >= next_note:
+                next_note += WAIT_NOTE_EVERY_S
+                log.info("still waiting for a subscriber on %s (%.0f s left)", self.events_endpoint,
+                         t0 + wait_s - time.monotonic())
+        if wait_s > 0 and self.publisher.subscriptions:
+            log.info("a subscriber connected after %.2f s", time.monotonic() - t0)
+        elif wait_s > 0 and self._stop is None:
+            log.warning("no subscriber after %g s: starting anyway", wait_s)
+        self.welcome()
+        if self.publisher.subscriptions == 0 and self.cfg.input.input is not None:
+            log.warning("nobody is listening on %s: messages published before a subscriber connects are lost "
+                        "(--wait-subscriber S waits for one)", self.events_endpoint)
+
+    def _progress(self) -> None:
+        """An unpaced long file: a log line at every tenth of it (else nothing would show for minutes)."""
+        total = self._progress_total
+        if total and self._fed * 10 // total > self._progress_step:
+            self._progress_step = self._fed * 10 // total
+            if self._progress_step < 10:
+                log.info("progress: %.1f of %.1f s of audio (%d %%), %d segment(s)", self._fed / SAMPLE_RATE_HZ,
+                         total / SAMPLE_RATE_HZ, 10 * self._progress_step, self._segments)
 
     def run(self) -> int:
         self.install_signal_handlers()
@@ -437,6 +479,12 @@ class Daemon:
         log.info("publishing on %s (control: %s), model %s", self.events_endpoint, self.control_endpoint or "off",
                  self.vad.model.path)
         self.source.start()
+        stats = self.source.stats()
+        self._progress_step = 0
+        self._progress_total = 0  # samples of an unpaced file long enough to report progress
+        if stats.get("kind") == "file" and not stats.get("realtime", True) \
+                and stats.get("duration_s", 0) >= PROGRESS_MIN_S:
+            self._progress_total = int(stats["duration_s"] * SAMPLE_RATE_HZ)
         end_reason = EndReason.SHUTDOWN
         while self._stop is None:
             block = self.source.read(READ_TIMEOUT_S)
@@ -449,6 +497,8 @@ class Daemon:
                 except Exception as exc:  # noqa: BLE001 - a bad block must not stop the daemon
                     self._error(f"block at sample {getattr(block, 'start_sample', '?')} skipped: "
                                 f"{type(exc).__name__}: {exc}")
+                if self._progress_total:
+                    self._progress()
                 if not self._ready:
                     self._ready = True
                     self.notifier.ready(self._human_status())
@@ -463,7 +513,7 @@ class Daemon:
                 self.control.poll()
             if self._reload:
                 self.reload()
-            self.publisher.poll()
+            self.welcome()
         return self.shutdown(end_reason)
 
     def shutdown(self, reason: EndReason) -> int:

@@ -74,6 +74,7 @@ class Publisher:
         self.subscriptions = 0
         self._prefixes: dict[bytes, int] = {}  # subscribed topic prefix -> subscriptions to it
         self._wanted: dict[str, bool] = {}  # topic -> someone's prefix matches it (cleared on every change)
+        self._joined: list[bytes] = []  # topic prefixes subscribed since the last joined() call
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.XPUB)
         self._sndhwm = sndhwm
@@ -128,6 +129,7 @@ class Publisher:
                 self.subscriptions += 1
                 self._prefixes[msg[1:]] = self._prefixes.get(msg[1:], 0) + 1
                 self._wanted.clear()
+                self._joined.append(msg[1:])
             elif msg[:1] == b"\x00":
                 self.subscriptions = max(0, self.subscriptions - 1)
                 left = self._prefixes.get(msg[1:], 0) - 1
@@ -144,6 +146,15 @@ class Publisher:
             t = topic.encode()
             wanted = self._wanted[topic] = any(t.startswith(p) for p in self._prefixes)
         return wanted
+
+    def joined(self) -> list[bytes]:
+        """Topic prefixes subscribed since the last call (one per subscription, oldest first).
+
+        The daemon answers each one that covers ``vad.status`` with a ``welcome`` status, so a
+        late subscriber learns the current state at once (ZeroMQ has no last-value cache)."""
+        self._drain_subscriptions()
+        out, self._joined = self._joined, []
+        return out
 
     def poll(self) -> None:
         """Process subscription notices (call from the loop when nothing was published)."""
