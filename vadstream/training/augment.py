@@ -161,3 +161,77 @@ def coloured_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndar
     y = np.fft.irfft(spec, n)
     rms = float(np.sqrt(np.mean(y ** 2))) or 1.0
     return (y / rms).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Transient non-speech events: the impulsive room sounds (clicks, taps, breath, mouth noises)
+# that stationary ambient loops hardly contain and that the real-world report showed as false
+# alarms. All are unit-peak; the caller sets the level.
+# --------------------------------------------------------------------------------------------
+def _decay(n: int, tau_samples: float) -> np.ndarray:
+    return np.exp(-np.arange(n) / max(tau_samples, 1.0)).astype(np.float32)
+
+
+def click(rng: np.random.Generator) -> np.ndarray:
+    """A click, tick or tap: a few-ms burst of coloured noise or a damped resonance, sharp attack."""
+    n = int(rng.uniform(0.002, 0.04) * SAMPLE_RATE_HZ)
+    if rng.random() < 0.5:
+        y = coloured_noise(rng, n, rng.choice([0.0, 1.0])) * _decay(n, rng.uniform(0.0005, 0.01) * SAMPLE_RATE_HZ)
+        if rng.random() < 0.6:
+            lo = rng.uniform(100, 2000)
+            y = band_limit(y, lo, min(7800.0, lo * rng.uniform(2, 10)), order=2)
+    else:  # knock / tap on a surface: damped sinusoid(s)
+        t = np.arange(n) / SAMPLE_RATE_HZ
+        y = np.zeros(n)
+        for _ in range(int(rng.integers(1, 4))):
+            y += rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(80, 3000) * t + rng.uniform(0, 6.3))
+        y *= _decay(n, rng.uniform(0.001, 0.02) * SAMPLE_RATE_HZ)
+    peak = float(np.max(np.abs(y))) or 1.0
+    return (np.asarray(y) / peak).astype(np.float32)
+
+
+def breath(rng: np.random.Generator) -> np.ndarray:
+    """A breath, sigh, blow or rustle: 0.15-1.2 s of band-limited noise under a smooth envelope."""
+    n = int(rng.uniform(0.15, 1.2) * SAMPLE_RATE_HZ)
+    y = coloured_noise(rng, n, rng.choice([0.0, 1.0, 2.0]))
+    lo = rng.uniform(100, 1500)
+    y = band_limit(y, lo, min(7800.0, lo * rng.uniform(2, 8)), order=2)
+    attack = rng.uniform(0.1, 0.5)
+    env = np.sin(np.pi * np.clip(np.linspace(0, 1, n) / (2 * attack), 0, 0.5)) * \
+        np.sin(np.pi * np.clip((1 - np.linspace(0, 1, n)) / (2 * (1 - attack)), 0, 0.5))
+    y = y * env * (1.0 + 0.3 * np.sin(2 * np.pi * rng.uniform(2, 12) * np.arange(n) / SAMPLE_RATE_HZ))
+    peak = float(np.max(np.abs(y))) or 1.0
+    return (y / peak).astype(np.float32)
+
+
+def click_train(rng: np.random.Generator) -> np.ndarray:
+    """Typing, tapping or a ticking clock: 3-15 clicks 60-400 ms apart."""
+    parts: list[np.ndarray] = []
+    for _ in range(int(rng.integers(3, 16))):
+        parts.append(click(rng) * np.float32(rng.uniform(0.3, 1.0)))
+        parts.append(np.zeros(int(rng.uniform(0.06, 0.4) * SAMPLE_RATE_HZ), dtype=np.float32))
+    y = np.concatenate(parts)
+    return y / np.float32(np.max(np.abs(y)) or 1.0)
+
+
+def transient(rng: np.random.Generator) -> np.ndarray:
+    """One random transient event (click, breath or click train)."""
+    kind = rng.choice(3, p=[0.45, 0.35, 0.2])
+    return click(rng) if kind == 0 else breath(rng) if kind == 1 else click_train(rng)
+
+
+def opus_round_trip(x: np.ndarray) -> np.ndarray:
+    """Encode to Ogg/Opus and decode (libsndfile), as the crowd-sourced speech sets were stored:
+    applied to non-speech alike so that the codec is no cue for speech."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(np.asarray(x, dtype=np.float32), -1, 1), SAMPLE_RATE_HZ, format="OGG", subtype="OPUS")
+    buf.seek(0)
+    y, _ = sf.read(buf, dtype="float32")
+    out = np.zeros(np.asarray(x).size, dtype=np.float32)
+    m = min(out.size, y.size)
+    out[:m] = y[:m]
+    return out

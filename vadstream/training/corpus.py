@@ -7,15 +7,20 @@
 Speech sources (read if installed; ``--install`` runs ``apt-get install`` for them, needs root):
 - ``ktuberling-data``: single words spoken in about 25 languages (22/44 kHz Ogg), all of them;
 - ``asterisk-core-sounds-{en,es,fr,it,ru}-wav``: studio telephone prompts (8 kHz WAV), at most
-  ``--asterisk-per-language`` per voice (narrow-band speech stays a minority of the corpus).
+  ``--asterisk-per-language`` per voice (narrow-band speech stays a minority of the corpus);
+- ``hedgewars-data``: 15 acted voice packs (English accents, es/pl/ru/uk), their spoken files;
+- ``tuxpaint-stamps-default``: the stamps' spoken descriptions (``*_desc*``, 14 languages), at most
+  ``--tuxpaint-per-language`` per language.
 Non-speech sources (hard negatives next to the corpus's own):
 - ``asterisk-moh-opsound-wav``: five music-on-hold pieces (8 kHz WAV, 18 min);
 - ``tuxpaint-stamps-default``: the stamps' sound effects (animals, household, vehicles, ...),
   without the ``*_desc*`` files and the ``symbols`` folder, which are spoken words;
-- ``sound-theme-freedesktop``: desktop sound effects, without ``audio-channel-*`` (spoken).
+- ``sound-theme-freedesktop``: desktop sound effects, without ``audio-channel-*`` (spoken);
+- ``hedgewars-data``: non-speech human sounds of the voice packs (laughs, coughs, moans, "ooff"
+  and "ow" grunts, a kiss): the hard negatives the rest of the corpus lacks (set ``human``).
 Output: ``<out>/{speech,nonspeech}/<source>/<language or group>_<name>.flac`` (the folder name is
 the set name in logs; validation files are carved out by file name like the rest of the data).
-Licences: ktuberling-data GPL-2+; asterisk-core-sounds CC-BY-SA 3.0 (Digium prompts);
+Licences: ktuberling-data GPL-2+; hedgewars-data GPL-2 / CC-BY(-SA) / public domain per file; asterisk-core-sounds CC-BY-SA 3.0 (Digium prompts);
 asterisk-moh-opsound CC-BY-SA 3.0; tuxpaint-stamps GPL-2; sound-theme-freedesktop GPL-2(+) /
 CC-BY(-SA) 3.0 per file (all per Debian's copyright files). We commit no audio, only this recipe.
 """
@@ -30,15 +35,29 @@ from pathlib import Path
 import numpy as np
 
 PACKAGES = (["ktuberling-data"] + [f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru")]
-            + ["asterisk-moh-opsound-wav", "tuxpaint-stamps-default", "sound-theme-freedesktop"])
+            + ["asterisk-moh-opsound-wav", "tuxpaint-stamps-default", "sound-theme-freedesktop", "hedgewars-data"])
 KTUBERLING = Path("/usr/share/ktuberling/sounds")
 ASTERISK = Path("/usr/share/asterisk/sounds")
 ASTERISK_MOH = Path("/usr/share/asterisk/moh")
 TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
 FREEDESKTOP = Path("/usr/share/sounds/freedesktop/stereo")
+HEDGEWARS_SOUNDS = Path("/usr/share/games/hedgewars/Data/Sounds")
+# Voice-pack files that are human sounds, not words (hard negatives); prefixes of the file stems.
+HEDGEWARS_HUMAN = ("Laugh", "Ooff", "Ow", "PoisonCough", "PoisonMoan")
 
 
-def sources(asterisk_per_language: int) -> list[tuple[str, str, Path]]:
+def _is_human_sound(stem: str) -> bool:
+    return stem.startswith(HEDGEWARS_HUMAN) and not stem.startswith("Owl")
+
+
+def _spread(files: list[Path], n: int) -> list[Path]:
+    if len(files) <= n:
+        return files
+    idx = np.linspace(0, len(files) - 1, n).round().astype(int)
+    return [files[i] for i in idx]
+
+
+def sources(asterisk_per_language: int, tuxpaint_per_language: int = 150) -> list[tuple[str, str, Path]]:
     """(source, language, path) of every clip to convert; deterministic order and subset."""
     out: list[tuple[str, str, Path]] = []
     if KTUBERLING.is_dir():
@@ -46,11 +65,19 @@ def sources(asterisk_per_language: int) -> list[tuple[str, str, Path]]:
             out += [("ktuberling", lang_dir.name, p) for p in sorted(lang_dir.glob("*.ogg"))]
     if ASTERISK.is_dir():
         for voice in sorted(p for p in ASTERISK.iterdir() if p.is_dir()):
-            files = sorted(voice.glob("*.wav"))
-            if len(files) > asterisk_per_language:
-                idx = np.linspace(0, len(files) - 1, asterisk_per_language).round().astype(int)
-                files = [files[i] for i in idx]
+            files = _spread(sorted(voice.glob("*.wav")), asterisk_per_language)
             out += [("asterisk", voice.name.split("_")[0], p) for p in files]
+    voices = HEDGEWARS_SOUNDS / "voices"
+    if voices.is_dir():
+        for pack in sorted(p for p in voices.iterdir() if p.is_dir()):
+            out += [("hedgewars", pack.name, p) for p in sorted(pack.glob("*.ogg")) if not _is_human_sound(p.stem)]
+    if TUXPAINT_STAMPS.is_dir():
+        by_lang: dict[str, list[Path]] = {}
+        for p in sorted(TUXPAINT_STAMPS.rglob("*_desc*.ogg")):
+            lang = p.stem.split("_desc", 1)[1].lstrip("_") or "en"
+            by_lang.setdefault(lang, []).append(p)
+        for lang, files in sorted(by_lang.items()):
+            out += [("tuxpaint", lang, p) for p in _spread(files, tuxpaint_per_language)]
     return out
 
 
@@ -67,6 +94,12 @@ def nonspeech_sources() -> list[tuple[str, str, Path]]:
     if FREEDESKTOP.is_dir():
         out += [("freedesktop", "effects", p) for p in sorted(FREEDESKTOP.glob("*.oga"))
                 if not p.stem.startswith("audio-channel-")]
+    voices = HEDGEWARS_SOUNDS / "voices"
+    if voices.is_dir():
+        for pack in sorted(p for p in voices.iterdir() if p.is_dir()):
+            out += [("human", pack.name, p) for p in sorted(pack.glob("*.ogg")) if _is_human_sound(p.stem)]
+    if HEDGEWARS_SOUNDS.is_dir():
+        out += [("human", "hedgewars", p) for p in sorted(HEDGEWARS_SOUNDS.glob("Kiss.ogg"))]
     return out
 
 
@@ -74,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vadstream.training.corpus", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("cache/corpus"))
     parser.add_argument("--asterisk-per-language", type=int, default=80)
+    parser.add_argument("--tuxpaint-per-language", type=int, default=150)
+    parser.add_argument("--energy-labels", action="store_true",
+                        help="skip speech clips too noisy to label by energy (only needed for --labels energy)")
     parser.add_argument("--install", action="store_true", help=f"apt-get install {' '.join(PACKAGES)} first")
     args = parser.parse_args(argv)
     if args.install:
@@ -82,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vadstream.training.data import is_labelable, load_audio
 
-    jobs = [("speech", c) for c in sources(args.asterisk_per_language)] + [("nonspeech", c) for c in nonspeech_sources()]
+    jobs = [("speech", c) for c in sources(args.asterisk_per_language, args.tuxpaint_per_language)] + [("nonspeech", c) for c in nonspeech_sources()]
     if not jobs:
         print(f"no package audio found (install: apt-get install {' '.join(PACKAGES)})", file=sys.stderr)
         return 1
@@ -96,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         audio = load_audio(path)
         # speech must be labelable by energy; non-speech only long enough to mix
-        if audio.size < 1600 or (kind == "speech" and not is_labelable(audio)):
+        if audio.size < 1600 or (kind == "speech" and args.energy_labels and not is_labelable(audio)):
             skipped += 1
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)

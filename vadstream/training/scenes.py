@@ -9,8 +9,9 @@ A scene is ``scene_s`` seconds of one of:
 - near silence (8 %): digital zeros, dither, mic self-noise, hum or DC, parts of it muted.
 Then the channel: random mic EQ, telephone band, hum/DC, level from -50 to 0 dBFS peak (some
 driven into clipping), low-bit quantisation, muted stretches of digital silence.
-Labels are per sample from :func:`vadstream.training.data.speech_mask` on the dry speech; hop
-targets are the fraction of speech samples in each 20 ms hop.
+Labels are per sample, from the teacher (FireRedVAD, :mod:`vadstream.training.teacher`) on the
+clean clip or the recording as recorded, or from :func:`vadstream.training.data.speech_mask`
+(``labels='energy'``); hop targets are the mean label of each 20 ms hop.
 """
 
 from __future__ import annotations
@@ -29,16 +30,43 @@ from vadstream.training.data import (
     SAMPLE_RATE_HZ, clip_set, fit_noise, is_labelable, list_audio, load_audio, mix_at_snr, speech_mask)
 
 
+# Sets whose clips are real recordings with their own room and microphone around the speech
+# (crowd-sourced home microphones, read speech): used as recorded, not only as dry sources.
+RECORDED_SETS = ("picovoice-wakeword", "picovoice-intent", "precise", "librispeech", "grid")
+TEACHER_CLOSE_MS = 300.0  # teacher label convention: dips shorter than this inside speech are speech
+OPUS_SHARE = 0.3  # share of non-speech files given the Opus round trip the crowd-sourced speech has
+EVENT_MAX_S = 3.0  # non-speech clips up to this long are also inserted as events into scenes
+HUMAN_SETS = ("human",)  # non-speech human sounds (laughs, coughs...): always events, weighted up
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneRecipe:
+    """What goes into the training scenes (part of the feature cache key)."""
+
+    nonspeech_share: float = 0.27
+    recorded_share: float = 0.25  # scenes that are real recordings as recorded (+ noise/channel)
+    transient_rate: float = 0.6  # chance that a scene gets transient events (clicks, breath, human sounds)
+    labels: str = "teacher"  # 'teacher' (FireRedVAD soft labels) or 'energy' (speech_mask)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclasses.dataclass
 class Corpus:
-    """Audio held in memory for scene generation."""
+    """Audio held in memory for scene generation, with per-clip speech labels."""
 
     speech: list[np.ndarray]
     noise: list[np.ndarray]
     speech_names: list[str]
     noise_names: list[str]
+    # Per speech clip: teacher probabilities per 10 ms frame (float16), or None (energy labels).
+    speech_frames: list[np.ndarray | None] = dataclasses.field(default_factory=list)
+    events: list[np.ndarray] = dataclasses.field(default_factory=list)  # short non-speech clips
+    human: list[np.ndarray] = dataclasses.field(default_factory=list)  # non-speech human sounds
 
     _speech_p: np.ndarray | None = None
+    _recorded: np.ndarray | None = None
 
     def speech_probabilities(self) -> np.ndarray:
         """Sampling probability of each speech clip: a set's share grows with the square root of
@@ -55,10 +83,40 @@ class Corpus:
             self._speech_p = w / w.sum()
         return self._speech_p
 
+    def recorded(self) -> np.ndarray:
+        """Indices of the speech clips that are real recordings with their own background."""
+        if self._recorded is None:
+            self._recorded = np.array([i for i, n in enumerate(self.speech_names)
+                                       if n.split("/")[0] in RECORDED_SETS], dtype=np.int64)
+        return self._recorded
+
+    def labels(self, i: int, clip: np.ndarray | None = None) -> np.ndarray:
+        """Per-sample speech labels (float32 in [0, 1]) of speech clip ``i`` (or of ``clip``, an
+        excerpt-free copy of it)."""
+        from vadstream.training.teacher import frames_to_samples
+
+        frames = self.speech_frames[i] if self.speech_frames else None
+        x = self.speech[i] if clip is None else clip
+        if frames is None:
+            return speech_mask(x).astype(np.float32)
+        return frames_to_samples(frames.astype(np.float32), x.size)
+
     @property
     def minutes(self) -> tuple[float, float]:
         return (sum(x.size for x in self.speech) / SAMPLE_RATE_HZ / 60,
                 sum(x.size for x in self.noise) / SAMPLE_RATE_HZ / 60)
+
+
+def close_dips(frames: np.ndarray, close_ms: float = TEACHER_CLOSE_MS, step_ms: float = 10.0) -> np.ndarray:
+    """Grey-scale closing of frame probabilities: dips shorter than ``close_ms`` between higher
+    values are lifted (human labels run through short intra-phrase pauses)."""
+    from scipy.ndimage import maximum_filter1d, minimum_filter1d
+
+    w = int(round(close_ms / step_ms)) + 1
+    p = np.asarray(frames, dtype=np.float32)
+    if p.size == 0:
+        return p
+    return minimum_filter1d(maximum_filter1d(p, w, mode="nearest"), w, mode="nearest")
 
 
 def is_validation(path: Path, fraction: float = 0.1) -> bool:
@@ -97,16 +155,59 @@ def _spread(paths: list[Path], n: int) -> list[Path]:
     return [paths[i] for i in idx]
 
 
-def load_corpus(speech_paths: list[Path], noise_paths: list[Path]) -> Corpus:
-    """Load audio; speech clips too noisy to label by energy (:func:`is_labelable`) are skipped."""
-    speech, names = [], []
-    for p in speech_paths:
+def load_corpus(speech_paths: list[Path], noise_paths: list[Path], labels: str = "teacher",
+                cache_dir: Path | None = None, log=print) -> Corpus:
+    """Load audio and labels.
+
+    ``labels='teacher'``: every speech clip gets FireRedVAD frame probabilities (cached under
+    ``cache_dir/teacher``), closed over dips < ``TEACHER_CLOSE_MS``. ``labels='energy'``: speech
+    clips too noisy to label by energy (:func:`is_labelable`) are skipped. A fixed ``OPUS_SHARE`` of
+    the non-speech files (CRC32 of the name) gets the Opus round trip (cached under
+    ``cache_dir/opus``): the crowd-sourced speech is Opus-coded, so the codec must not mean speech."""
+    from vadstream.training.augment import opus_round_trip
+
+    cache_dir = Path(cache_dir) if cache_dir is not None else Path("cache")
+    speech, names, frames = [], [], []
+    teacher = None
+    if labels == "teacher":
+        from vadstream.training.teacher import TeacherCache
+
+        teacher = TeacherCache(cache_dir / "teacher")
+    elif labels != "energy":
+        raise ValueError(f"labels must be 'teacher' or 'energy', got {labels!r}")
+    for k, p in enumerate(speech_paths):
         x = load_audio(p)
-        if is_labelable(x):
-            speech.append(x)
-            names.append(f"{clip_set(p)}/{p.name}")
-    return Corpus(speech=speech, noise=[load_audio(p) for p in noise_paths], speech_names=names,
-                  noise_names=[f"{clip_set(p)}/{p.name}" for p in noise_paths])
+        if teacher is None:
+            if not is_labelable(x):
+                continue
+            frames.append(None)
+        else:
+            frames.append(close_dips(teacher.frame_probs(p, x)).astype(np.float16))
+        speech.append(x)
+        names.append(f"{clip_set(p)}/{p.name}")
+        if (k + 1) % 1000 == 0:
+            log(f"  speech labels: {k + 1}/{len(speech_paths)} files")
+    noise, noise_names, events, human = [], [], [], []
+    for p in noise_paths:
+        x = load_audio(p)
+        name = f"{clip_set(p)}/{p.name}"
+        if clip_set(p) in HUMAN_SETS:
+            human.append(x)
+            continue
+        if (zlib.crc32(p.name.encode()) % 1000) < OPUS_SHARE * 1000:
+            cached = cache_dir / "opus" / clip_set(p) / (p.stem + ".npy")
+            if cached.exists():
+                x = np.load(cached)
+            else:
+                x = opus_round_trip(x)
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                np.save(cached, x)
+        noise.append(x)
+        noise_names.append(name)
+        if x.size <= EVENT_MAX_S * SAMPLE_RATE_HZ:
+            events.append(x)
+    return Corpus(speech=speech, noise=noise, speech_names=names, noise_names=noise_names,
+                  speech_frames=frames, events=events, human=human)
 
 
 def _db_to_amp(db: float) -> float:
@@ -134,19 +235,27 @@ def _noise_track(rng: np.random.Generator, corpus: Corpus, n: int, min_clips: in
     return track
 
 
+def _pick_clip(rng: np.random.Generator, corpus: Corpus, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Speech clip ``i`` (or a 1-4 s excerpt of a long one), maybe sped up/slowed down, and its labels."""
+    clip = corpus.speech[i]
+    labels = corpus.labels(i)
+    if clip.size > 4 * SAMPLE_RATE_HZ and rng.random() < 0.5:  # a random excerpt of a long utterance
+        length = int(rng.uniform(1.0, 4.0) * SAMPLE_RATE_HZ)
+        start = int(rng.integers(0, clip.size - length))
+        clip, labels = clip[start:start + length], labels[start:start + length]
+    if rng.random() < 0.4:
+        clip = aug.change_speed(clip, float(rng.uniform(0.85, 1.2)))
+        labels = np.interp(np.linspace(0, labels.size - 1, clip.size), np.arange(labels.size), labels).astype(np.float32)
+    return clip, labels
+
+
 def _speech_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dry utterances dropped into digital silence with 0.1-2.5 s pauses."""
     audio = np.zeros(n, dtype=np.float32)
-    labels = np.zeros(n, dtype=bool)
+    labels = np.zeros(n, dtype=np.float32)
     pos = int(rng.uniform(0.0, 1.5) * SAMPLE_RATE_HZ)
     while pos < n:
-        clip = corpus.speech[int(rng.choice(len(corpus.speech), p=corpus.speech_probabilities()))]
-        if clip.size > 4 * SAMPLE_RATE_HZ and rng.random() < 0.5:  # a random excerpt of a long utterance
-            length = int(rng.uniform(1.0, 4.0) * SAMPLE_RATE_HZ)
-            start = int(rng.integers(0, clip.size - length))
-            clip = clip[start:start + length]
-        if rng.random() < 0.4:
-            clip = aug.change_speed(clip, float(rng.uniform(0.85, 1.2)))
-        mask = speech_mask(clip)
+        clip, mask = _pick_clip(rng, corpus, int(rng.choice(len(corpus.speech), p=corpus.speech_probabilities())))
         clip = clip * np.float32(_db_to_amp(rng.uniform(-8, 4)))
         m = min(clip.size, n - pos)
         audio[pos:pos + m] = clip[:m]
@@ -155,29 +264,89 @@ def _speech_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tuple[np.
     return audio, labels
 
 
-DEFAULT_NONSPEECH_SHARE = 0.27
+def _recorded_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real recordings as recorded, back to back (each with its own room, microphone, pauses and
+    background), starting at a random point of the first: what a live microphone hears."""
+    idx = corpus.recorded()
+    audio = np.zeros(n, dtype=np.float32)
+    labels = np.zeros(n, dtype=np.float32)
+    pos = 0
+    first = True
+    while pos < n:
+        i = int(idx[int(rng.integers(idx.size))])
+        clip, mask = corpus.speech[i], corpus.labels(i)
+        if first and clip.size > SAMPLE_RATE_HZ:
+            start = int(rng.integers(0, clip.size // 2))
+            clip, mask = clip[start:], mask[start:]
+        first = False
+        gain = np.float32(_db_to_amp(rng.uniform(-6, 6)))
+        m = min(clip.size, n - pos)
+        audio[pos:pos + m] = clip[:m] * gain
+        labels[pos:pos + m] = mask[:m]
+        pos += m
+    return audio, labels
+
+
+def _add_events(rng: np.random.Generator, corpus: Corpus, audio: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Insert 1-6 transient non-speech events (synthetic clicks/breath, non-speech human sounds,
+    short effects) at random places, -30..+6 dB around the scene's level; labels stay as they are
+    (over speech the event is background, in pauses it must not count as speech)."""
+    n = audio.size
+    ref = math.sqrt(float(np.mean(audio.astype(np.float64) ** 2))) or 10 ** (-40 / 20)
+    out = audio.astype(np.float32, copy=True)
+    for _ in range(int(rng.integers(1, 7))):
+        r = rng.random()
+        if r < 0.35 and corpus.human:
+            ev = corpus.human[int(rng.integers(len(corpus.human)))]
+        elif r < 0.5 and corpus.events:
+            ev = corpus.events[int(rng.integers(len(corpus.events)))]
+        else:
+            ev = aug.transient(rng)
+        ev = np.asarray(ev, dtype=np.float32)[: n]
+        if rng.random() < 0.3:
+            rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.15, 0.8)), direct_to_reverb_db=float(rng.uniform(-3, 15)))
+            ev = aug.reverberate(ev, rir)[: n]
+        ev_rms = math.sqrt(float(np.mean(ev.astype(np.float64) ** 2))) or 1.0
+        ev = ev * np.float32(ref * _db_to_amp(rng.uniform(-30, 6)) / ev_rms)
+        pos = int(rng.integers(0, max(1, n - ev.size)))
+        out[pos:pos + ev.size] += ev[: n - pos]
+    return out
+
+
+DEFAULT_NONSPEECH_SHARE = SceneRecipe.nonspeech_share
 SILENCE_SHARE = 0.08
 
 
 def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0,
-               nonspeech_share: float = DEFAULT_NONSPEECH_SHARE) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented scene: (float32 audio, bool per-sample speech labels); ``nonspeech_share`` of
-    the scenes are non-speech only, 8 % near silence, the rest speech."""
+               recipe: SceneRecipe = SceneRecipe()) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented scene: (float32 audio, float32 per-sample speech labels in [0, 1]).
+
+    Kinds: ``recipe.nonspeech_share`` non-speech only, 8 % near silence, ``recipe.recorded_share``
+    real recordings as recorded (maybe with added noise), the rest dry utterances in a synthetic
+    room with noise."""
     n = int(scene_s * SAMPLE_RATE_HZ)
-    kind = rng.choice(["speech", "nonspeech", "silence"],
-                      p=[1.0 - nonspeech_share - SILENCE_SHARE, nonspeech_share, SILENCE_SHARE])
-    labels = np.zeros(n, dtype=bool)
-    if kind == "speech" and corpus.speech:
+    recorded_share = recipe.recorded_share if corpus.speech and corpus.recorded().size else 0.0
+    speech_share = max(0.0, 1.0 - recipe.nonspeech_share - SILENCE_SHARE - recorded_share)
+    kind = rng.choice(["speech", "recorded", "nonspeech", "silence"],
+                      p=np.array([speech_share, recorded_share, recipe.nonspeech_share, SILENCE_SHARE])
+                      / (speech_share + recorded_share + recipe.nonspeech_share + SILENCE_SHARE))
+    labels = np.zeros(n, dtype=np.float32)
+    if kind == "recorded":
+        audio, labels = _recorded_track(rng, corpus, n)
+        if rng.random() < 0.5:  # the room's own background, plus maybe another source
+            noise = _noise_track(rng, corpus, n, min_clips=0)
+            audio = mix_at_snr(audio, labels >= 0.5, noise, float(rng.uniform(0, 30)))
+    elif kind == "speech" and corpus.speech:
         speech, labels = _speech_track(rng, corpus, n)
-        if rng.random() < 0.35:
+        if rng.random() < 0.5:
             rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.15, 1.0)), direct_to_reverb_db=float(rng.uniform(-6, 15)))
             speech = aug.reverberate(speech, rir)
         if rng.random() < 0.9:
             noise = _noise_track(rng, corpus, n, min_clips=0)
-            audio = mix_at_snr(speech, labels, noise, float(rng.uniform(-5, 30)))
+            audio = mix_at_snr(speech, labels >= 0.5, noise, float(rng.uniform(-5, 30)))
         else:
             audio = speech
-    elif kind == "nonspeech" or not corpus.speech:
+    elif kind in ("nonspeech", "speech"):
         audio = _noise_track(rng, corpus, n, min_clips=1)
         if rng.random() < 0.2:
             rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.15, 1.0)), direct_to_reverb_db=float(rng.uniform(-6, 15)))
@@ -192,6 +361,8 @@ def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0,
             cut = int(rng.integers(n))
             audio[:cut] = 0.0
         return quantise_maybe(rng, audio), labels
+    if rng.random() < recipe.transient_rate:
+        audio = _add_events(rng, corpus, audio, labels)
 
     # Channel: microphone colouring, telephone, hum/DC, level, clipping, quantisation, muting.
     if rng.random() < 0.5:
@@ -211,7 +382,7 @@ def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0,
         b = min(n, a + int(rng.uniform(0.2, 4.0) * SAMPLE_RATE_HZ))
         audio[a:b] = 0.0
         labels = labels.copy()
-        labels[a:b] = False
+        labels[a:b] = 0.0
     return quantise_maybe(rng, audio), labels
 
 
@@ -256,12 +427,12 @@ class SceneBatch:
 
 
 def scene_features(rng: np.random.Generator, corpus: Corpus, n_scenes: int, scene_s: float, cfg: FeatureConfig,
-                   hop_samples: int, nonspeech_share: float = DEFAULT_NONSPEECH_SHARE) -> SceneBatch:
+                   hop_samples: int, recipe: SceneRecipe = SceneRecipe()) -> SceneBatch:
     n = int(scene_s * SAMPLE_RATE_HZ)
     n_hops = n // hop_samples
     feats, targets = [], []
     for _ in range(n_scenes):
-        audio, labels = make_scene(rng, corpus, scene_s, nonspeech_share)
+        audio, labels = make_scene(rng, corpus, scene_s, recipe)
         feats.append(mfcc(audio, cfg).astype(np.float32))
         targets.append(hop_targets(labels, hop_samples, n_hops))
     return SceneBatch(feats=np.stack(feats), targets=np.stack(targets))
@@ -271,25 +442,25 @@ def scene_features(rng: np.random.Generator, corpus: Corpus, n_scenes: int, scen
 _WORKER_CORPUS: Corpus | None = None
 
 
-def _shard_worker(job: tuple[int, int, float, dict, int, str, float]) -> str:
-    seed, n_scenes, scene_s, cfg_dict, hop_samples, out, nonspeech_share = job
+def _shard_worker(job: tuple[int, int, float, dict, int, str, dict]) -> str:
+    seed, n_scenes, scene_s, cfg_dict, hop_samples, out, recipe = job
     assert _WORKER_CORPUS is not None
     rng = np.random.default_rng(seed)
     batch = scene_features(rng, _WORKER_CORPUS, n_scenes, scene_s, FeatureConfig.from_dict(cfg_dict), hop_samples,
-                           nonspeech_share)
+                           SceneRecipe(**recipe))
     batch.save(Path(out))
     return out
 
 
 def build_shards(corpus: Corpus, cache_dir: Path, tag: str, seed: int, n_shards: int, scenes_per_shard: int,
                  scene_s: float, cfg: FeatureConfig, hop_samples: int, workers: int = 2, log=print,
-                 nonspeech_share: float = DEFAULT_NONSPEECH_SHARE) -> list[Path]:
+                 recipe: SceneRecipe = SceneRecipe()) -> list[Path]:
     """Generate (or reuse) ``n_shards`` cached shards of scenes; shard i uses seed ``[seed, i]``."""
     global _WORKER_CORPUS
     cache_dir.mkdir(parents=True, exist_ok=True)
     paths = [cache_dir / f"{tag}-{i:04d}.npz" for i in range(n_shards)]
     jobs = [(int(np.random.SeedSequence([seed, i]).generate_state(1)[0]), scenes_per_shard, scene_s, cfg.to_dict(),
-             hop_samples, str(p), nonspeech_share) for i, p in enumerate(paths) if not p.exists()]
+             hop_samples, str(p), recipe.to_dict()) for i, p in enumerate(paths) if not p.exists()]
     if jobs:
         log(f"generating {len(jobs)} shard(s) of {scenes_per_shard} x {scene_s:g} s scenes in {cache_dir} ({tag})")
         _WORKER_CORPUS = corpus

@@ -35,7 +35,7 @@ DEFAULT_DATA = Path(os.environ.get("VADSTREAM_DATA", REPO.parent / "shared" / "d
 HOP_S = 0.02  # every model scores 20 ms hops
 OUTPUTS_PER_INFERENCE = 2
 SCENE_S = 8.0
-CACHE_FORMAT = 5  # bump when scene generation changes, so old caches are not reused
+CACHE_FORMAT = 6  # bump when scene generation changes, so old caches are not reused
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -56,7 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hours", type=float, default=60.0, help="hours of augmented training scenes")
     parser.add_argument("--val-hours", type=float, default=0.7, help="hours of validation scenes")
     parser.add_argument("--nonspeech-share", type=float, default=0.27,
-                        help="share of training scenes that are non-speech only (validation scenes keep 0.27)")
+                        help="share of scenes that are non-speech only")
+    parser.add_argument("--recorded-share", type=float, default=0.25,
+                        help="share of scenes that are real recordings as recorded (teacher-labelled)")
+    parser.add_argument("--transient-rate", type=float, default=0.6,
+                        help="chance that a scene gets transient events (clicks, breath, human sounds)")
+    parser.add_argument("--labels", choices=("teacher", "energy"), default="teacher",
+                        help="speech labels: FireRedVAD teacher probabilities or the energy rule")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="fraction of train files held out")
     parser.add_argument("--minutes", type=float, default=30.0, help="training time limit (after data)")
     parser.add_argument("--epochs", type=float, default=None, help="passes over the training windows (default: "
@@ -231,12 +237,8 @@ def synthetic_corpus(rng: np.random.Generator, n_speech: int = 6, n_noise: int =
 # ----------------------------------------------------------------------------- main
 
 def _cache_tag(kind: str, names: list[str], cfg: FeatureConfig, seed: int, scenes_per_shard: int,
-               nonspeech_share: float | None = None) -> str:
-    from vadstream.training.scenes import DEFAULT_NONSPEECH_SHARE
-
-    key = [CACHE_FORMAT, kind, sorted(names), cfg.to_dict(), seed, scenes_per_shard, SCENE_S]
-    if nonspeech_share is not None and nonspeech_share != DEFAULT_NONSPEECH_SHARE:
-        key.append(nonspeech_share)
+               recipe) -> str:
+    key = [CACHE_FORMAT, kind, sorted(names), cfg.to_dict(), seed, scenes_per_shard, SCENE_S, recipe.to_dict()]
     h = hashlib.sha1(json.dumps(key).encode()).hexdigest()[:10]
     return f"{kind}-{h}"
 
@@ -286,8 +288,9 @@ def main(args: argparse.Namespace) -> int:
         if not tr_s or not tr_n:
             print("vadstream train: need both speech and non-speech training files", file=sys.stderr)
             return 2
-        train_corpus = sc.load_corpus(tr_s, tr_n)
-        val_corpus = sc.load_corpus(va_s or tr_s[:1], va_n or tr_n[:1])
+        corpus_cache = cache_dir.parent
+        train_corpus = sc.load_corpus(tr_s, tr_n, args.labels, corpus_cache, log)
+        val_corpus = sc.load_corpus(va_s or tr_s[:1], va_n or tr_n[:1], args.labels, corpus_cache, log)
     log(f"corpus: train {len(train_corpus.speech)} speech / {len(train_corpus.noise)} non-speech files "
         f"({train_corpus.minutes[0]:.1f} / {train_corpus.minutes[1]:.1f} min), validation "
         f"{len(val_corpus.speech)} / {len(val_corpus.noise)} files")
@@ -299,13 +302,16 @@ def main(args: argparse.Namespace) -> int:
     n_train = max(1, round(hours * 3600 / SCENE_S / scenes_per_shard))
     n_val = max(1, round(val_hours * 3600 / SCENE_S / scenes_per_shard))
     t0 = time.time()
+    recipe = sc.SceneRecipe(nonspeech_share=args.nonspeech_share, recorded_share=args.recorded_share,
+                            transient_rate=args.transient_rate, labels=args.labels)
     train_paths = sc.build_shards(train_corpus, cache_dir, _cache_tag("train", train_corpus.speech_names +
-                                  train_corpus.noise_names, feat_cfg, args.seed, scenes_per_shard,
-                                  args.nonspeech_share), args.seed, n_train, scenes_per_shard, SCENE_S, feat_cfg,
-                                  hop_samples, args.workers, log, nonspeech_share=args.nonspeech_share)
+                                  train_corpus.noise_names, feat_cfg, args.seed, scenes_per_shard, recipe),
+                                  args.seed, n_train, scenes_per_shard, SCENE_S, feat_cfg,
+                                  hop_samples, args.workers, log, recipe=recipe)
     val_paths = sc.build_shards(val_corpus, cache_dir, _cache_tag("val", val_corpus.speech_names +
-                                val_corpus.noise_names, feat_cfg, 12345, scenes_per_shard), 12345,
-                                n_val, scenes_per_shard, SCENE_S, feat_cfg, hop_samples, args.workers, log)
+                                val_corpus.noise_names, feat_cfg, 12345, scenes_per_shard, recipe), 12345,
+                                n_val, scenes_per_shard, SCENE_S, feat_cfg, hop_samples, args.workers, log,
+                                recipe=recipe)
     train_data = sc.SceneBatch.concat([sc.SceneBatch.load(p) for p in train_paths])
     val_data = sc.SceneBatch.concat([sc.SceneBatch.load(p) for p in val_paths])
     data_s = time.time() - t0

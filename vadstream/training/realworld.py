@@ -1,0 +1,234 @@
+"""Real-world evaluation: real recordings scored as a real-time caller sees them, every VAD in one run.
+
+Sets (all from the ``dev`` split, never trained on):
+
+- ``ami``: ``dev/labelled/ami`` (AMI meeting excerpts: far-field room microphones, several
+  talkers, overlaps; human speech regions = union of the manual speaker turns);
+- ``dev recorded``: every ``dev/speech`` recording as recorded (crowd-sourced home microphones,
+  read speech), labelled by the FireRedVAD teacher (:mod:`vadstream.training.teacher`, closed over
+  dips < 300 ms as the training labels are). Teacher labels, so it favours a student of the teacher:
+  read it next to ``ami``, not alone;
+- ``non-speech``: every ``dev/nonspeech`` clip (ambient, babble, music, crying): false starts per
+  hour (vadstream through its own Detector with the shipped defaults, peers with the common rule)
+  and the share of hops scoring >= 0.5.
+
+Streaming protocol (the primary figures): on a common 10 ms grid, the score of grid frame j is the
+newest probability the VAD had returned once the audio up to the end of frame j had been fed
+(vadstream in 20 ms chunks, the daemon's block; peers hop by hop), and the label is the human
+label at the frame's centre. Lookahead and call cadence therefore count as lag. The
+offline-aligned figures score each frame with the probability of the hop that contains it.
+95 % intervals: bootstrap over files (frames of a file stay together).
+
+    python -m vadstream.training.realworld [--model M] [--peers vadstream,silero,ten,webrtc-3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vadstream import metrics as M
+
+GRID = 160  # 10 ms at 16 kHz
+BOOTSTRAP = 300
+
+
+@dataclasses.dataclass
+class Scored:
+    """Per-file grid scores of one VAD on one set."""
+
+    labels: list[np.ndarray]  # bool per grid frame
+    streaming: list[np.ndarray]  # score per grid frame, real-time view
+    aligned: list[np.ndarray]  # score per grid frame, offline-aligned
+
+
+def grid_labels(speech: np.ndarray) -> np.ndarray:
+    n = speech.size // GRID
+    centres = np.arange(n) * GRID + GRID // 2
+    return speech[centres]
+
+
+def streaming_scores(probs: np.ndarray, known_at: np.ndarray, n_frames: int) -> np.ndarray:
+    """Score of each grid frame: the newest probability known once the frame's last sample was fed."""
+    ends = (np.arange(n_frames) + 1) * GRID
+    idx = np.searchsorted(known_at, ends, side="right") - 1
+    out = np.zeros(n_frames, dtype=np.float32)
+    ok = idx >= 0
+    out[ok] = probs[idx[ok]]
+    return out
+
+
+def aligned_scores(probs: np.ndarray, hop_samples: int, n_frames: int) -> np.ndarray:
+    """Score of each grid frame: the probability of the hop containing the frame's centre."""
+    centres = np.arange(n_frames) * GRID + GRID // 2
+    idx = np.minimum(centres // hop_samples, max(probs.size - 1, 0))
+    return probs[idx] if probs.size else np.zeros(n_frames, dtype=np.float32)
+
+
+def score_runs(items: Sequence, runs: Sequence) -> Scored:
+    s = Scored([], [], [])
+    for item, run in zip(items, runs):
+        lab = grid_labels(item.speech)
+        s.labels.append(lab)
+        s.streaming.append(streaming_scores(run.probs, run.known_at, lab.size))
+        s.aligned.append(aligned_scores(run.probs, run.hop_samples, lab.size))
+    return s
+
+
+def _metrics(labels: list[np.ndarray], scores: list[np.ndarray], threshold: float) -> dict[str, float]:
+    y = np.concatenate(labels)
+    p = np.concatenate(scores)
+    b = M.scores_at(y, p, threshold)
+    return {"roc_auc": M.roc_auc(y, p), "ap": M.average_precision(y, p), "f1": b.f1, "recall": b.recall,
+            "fpr": b.fpr}
+
+
+def bootstrap_ci(labels: list[np.ndarray], scores: list[np.ndarray], seed: int = 0,
+                 n: int = BOOTSTRAP) -> dict[str, tuple[float, float]]:
+    """95 % percentile intervals of ROC-AUC and AP, resampling files with replacement."""
+    rng = np.random.default_rng(seed)
+    k = len(labels)
+    aucs, aps = [], []
+    for _ in range(n):
+        pick = rng.integers(0, k, k)
+        y = np.concatenate([labels[i] for i in pick])
+        p = np.concatenate([scores[i] for i in pick])
+        if y.all() or not y.any():
+            continue
+        aucs.append(M.roc_auc(y, p))
+        aps.append(M.average_precision(y, p))
+    q = lambda v: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if v else (float("nan"),) * 2
+    return {"roc_auc": q(aucs), "ap": q(aps)}
+
+
+def summarise(scored: Scored, threshold: float = 0.5, ci: bool = True) -> dict:
+    out = {"streaming": _metrics(scored.labels, scored.streaming, threshold),
+           "aligned": _metrics(scored.labels, scored.aligned, threshold),
+           "files": len(scored.labels), "minutes": sum(x.size for x in scored.labels) * GRID / 16000 / 60}
+    if ci:
+        out["streaming_ci"] = bootstrap_ci(scored.labels, scored.streaming)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+def load_ami(data_root: Path) -> list:
+    from bench.labelled import load_folder
+
+    folder = data_root / "dev" / "labelled" / "ami"
+    return load_folder(folder) if folder.is_dir() else []
+
+
+def load_dev_recorded(data_root: Path, cache_dir: Path, max_files: int | None = None) -> list:
+    """Every dev speech recording as recorded, with teacher labels (closed like the training labels)."""
+    from vadstream.training.data import LabelledAudio, list_audio, load_audio
+    from vadstream.training.scenes import close_dips
+    from vadstream.training.teacher import TeacherCache, frames_to_samples
+
+    teacher = TeacherCache(cache_dir / "teacher")
+    paths = list_audio(data_root / "dev" / "speech")
+    if max_files:
+        paths = paths[:: max(1, len(paths) // max_files)][:max_files]
+    items = []
+    for p in paths:
+        x = load_audio(p)
+        probs = frames_to_samples(close_dips(teacher.frame_probs(p, x)), x.size)
+        items.append(LabelledAudio(name=f"{p.parent.name}/{p.stem}", audio=x, speech=probs >= 0.5, snr_db=None))
+    return items
+
+
+def nonspeech_summary(runs: Sequence, name: str) -> dict:
+    from vadstream.training.evaluate import false_starts_per_hour
+
+    probs = np.concatenate([r.probs for r in runs]) if runs else np.zeros(0)
+    out = {"hours": sum(r.n_samples for r in runs) / 16000 / 3600,
+           "hops_over_half": float(np.mean(probs >= 0.5)) if probs.size else float("nan"),
+           "false_starts_per_hour": false_starts_per_hour(runs)}
+    if name == "vadstream":
+        from vadstream.training.evaluate import COMMON_RULE
+
+        out["false_starts_per_hour_common_rule"] = false_starts_per_hour(runs, rule=COMMON_RULE)
+    return out
+
+
+def evaluate(peers: dict, data_root: Path, cache_dir: Path, quick: bool = False, log=None) -> dict:
+    from vadstream.training.data import build_nonspeech_set
+    from vadstream.training.evaluate import run_all
+
+    sets = {"ami": load_ami(data_root), "dev recorded": load_dev_recorded(data_root, cache_dir, 40 if quick else None)}
+    if quick:
+        sets["ami"] = sets["ami"][:4]
+    sets = {k: v for k, v in sets.items() if v}
+    nonspeech = build_nonspeech_set(data_root, split="dev")
+    if quick:
+        nonspeech = nonspeech[:6]
+    results = run_all(peers, {**sets, "non-speech": nonspeech}, log=log)
+    report: dict = {"sets": {}, "non-speech": {}}
+    for name, by_cond in results.items():
+        for set_name, items in sets.items():
+            scored = score_runs(items, by_cond[set_name])
+            report["sets"].setdefault(set_name, {})[name] = summarise(scored, ci=not quick)
+        report["non-speech"][name] = nonspeech_summary(by_cond["non-speech"], name)
+    return report
+
+
+def render(report: dict) -> str:
+    lines = []
+    for set_name, by_vad in report["sets"].items():
+        any_v = next(iter(by_vad.values()))
+        lines.append(f"\n### {set_name} ({any_v['files']} files, {any_v['minutes']:.1f} min)\n")
+        lines.append("| VAD | ROC-AUC streaming (95 % CI) | AP streaming (95 % CI) | F1@0.5 | recall@0.5 | FPR@0.5 "
+                     "| ROC-AUC / AP offline-aligned |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for vad, r in by_vad.items():
+            s, a, ci = r["streaming"], r["aligned"], r.get("streaming_ci")
+            auc_ci = f" ({ci['roc_auc'][0]:.3f}-{ci['roc_auc'][1]:.3f})" if ci else ""
+            ap_ci = f" ({ci['ap'][0]:.3f}-{ci['ap'][1]:.3f})" if ci else ""
+            lines.append(f"| {vad} | {s['roc_auc']:.3f}{auc_ci} | {s['ap']:.3f}{ap_ci} | {s['f1']:.3f} | "
+                         f"{s['recall']:.3f} | {s['fpr']:.3f} | {a['roc_auc']:.3f} / {a['ap']:.3f} |")
+    ns = report["non-speech"]
+    if ns:
+        any_v = next(iter(ns.values()))
+        lines.append(f"\n### non-speech ({any_v['hours'] * 60:.1f} min of dev non-speech)\n")
+        lines.append("| VAD | false starts per hour | hops >= 0.5 |")
+        lines.append("|---|---|---|")
+        for vad, r in ns.items():
+            extra = (f" (common rule: {r['false_starts_per_hour_common_rule']:.0f})"
+                     if "false_starts_per_hour_common_rule" in r else "")
+            lines.append(f"| {vad} | {r['false_starts_per_hour']:.0f}{extra} | {100 * r['hops_over_half']:.1f} % |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vadstream.peers import available_peers
+    from vadstream.training.evaluate import default_data_root
+
+    p = argparse.ArgumentParser(prog="python -m vadstream.training.realworld", description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", type=Path, default=None)
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--peers", default="vadstream,silero,ten,webrtc-3")
+    p.add_argument("--cache-dir", type=Path, default=Path("cache"))
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+    args = p.parse_args(argv)
+    data_root = args.data_root or default_data_root()
+    peers, skipped = available_peers([n.strip() for n in args.peers.split(",")], model=args.model)
+    report = evaluate(peers, data_root, args.cache_dir, args.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(render(report))
+    for name, why in skipped.items():
+        print(f"- {name} skipped: {why}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
