@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labelled", type=Path, action="append", default=[],
                    help="folder of *.wav with label files (start,end lines or TEN .scv); repeatable")
     p.add_argument("--model", type=Path, default=None, help="vadstream model (default: models/vadstream.onnx)")
+    p.add_argument("--cache-dir", type=Path, default=HERE.parent / "cache",
+                   help="teacher labels of the dev recordings are cached under CACHE/teacher")
     p.add_argument("--peers", default=None,
                    help="comma-separated VADs (default: vadstream,silero,ten,webrtc-0..3 for accuracy; "
                         "vadstream,silero,ten,webrtc-3 for compute/memory)")

@@ -64,8 +64,12 @@ def collect(args) -> tuple[dict, dict, dict, dict]:
                                 max_nonspeech=2 if args.quick else None)
     else:
         log(f"bench accuracy: no dev split under {data_root}: dev mixtures skipped")
+    from vadstream.evaluation import realworld
+
     from .labelled import load_folder
 
+    if (data_root / "dev").is_dir():
+        conditions.update(realworld.real_sets(data_root, Path(args.cache_dir), args.quick, log))
     for folder in args.labelled or []:
         conditions[f"set:{Path(folder).name}"] = load_folder(folder)
     if not conditions:
@@ -118,17 +122,14 @@ def accuracy_section(peers, skipped, conditions, results) -> tuple[dict, str]:
             rows.append([name] + [f"{evaluate.fmt(per[c]['roc_auc'])} / {evaluate.fmt(per[c]['ap'])} / {evaluate.fmt(per[c]['f1'])}"
                                   for c in conds])
         lines.append(evaluate.markdown_table(["VAD", *conds], rows) + "\n")
-    for c in sets:
-        items = conditions[c]
-        lines.append(f"Labelled set `{c[4:]}`: {len(items)} files, "
-                     f"{sum(i.audio.size for i in items) / 16000 / 60:.1f} min, "
-                     f"{np.mean(np.concatenate([i.speech for i in items])):.0%} speech:\n")
-        rows = []
-        for name, by_cond in results.items():
-            s = evaluate.frame_summary(by_cond[c], peers[name].default_threshold)
-            data["vads"].setdefault(name, {})[c] = s
-            rows.append([name, s["roc_auc"], s["ap"], s["precision"], s["recall"], s["f1"], s["fpr"]])
-        lines.append(evaluate.markdown_table(["VAD", "ROC-AUC", "AP", "precision", "recall", "F1", "FPR"], rows) + "\n")
+    from vadstream.evaluation import realworld
+
+    groups = {"dev mixtures": conds, **{c[4:]: [c] for c in sets}}
+    real = realworld.real_report(results, conditions, groups, ci=len(conditions.get("non-speech", [])) > 10)
+    data["real_world"] = real
+    lines.append("### Streaming protocol (what a real-time caller sees) and real recordings\n")
+    lines.append(realworld.PROTOCOL + "\n")
+    lines.append(realworld.render(real) + "\n")
     for name, reason in skipped.items():
         lines.append(f"- **{name} not measured**: {reason}")
     return data, "\n".join(lines) + "\n"

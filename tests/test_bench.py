@@ -43,13 +43,16 @@ def test_bench_quick_smoke(tmp_path, shipped_model):
     text = (out / "RESULTS.md").read_text()
     for heading in ("## Accuracy", "## Detector defaults", "## Event latency, offline", "## Compute", "## Memory"):
         assert heading in text
-    assert "Labelled set `lab`" in text
+    assert "### lab (2 files" in text and "Streaming protocol" in text
     assert (out / "pr_curves.png").stat().st_size > 1000
     assert (out / "latency.png").stat().st_size > 1000
     acc = json.loads((out / "results" / "accuracy.json").read_text())["data"]["vads"]
     for name in ("vadstream", "webrtc-3"):
         auc = acc[name]["all"]["roc_auc"]
         assert auc is None or 0.0 <= auc <= 1.0
+    real = json.loads((out / "results" / "accuracy.json").read_text())["data"]["real_world"]["sets"]["lab"]
+    for name in ("vadstream", "webrtc-3"):
+        assert 0.0 <= real[name]["streaming"]["roc_auc"] <= 1.0 and real[name]["files"] == 2
     comp = json.loads((out / "results" / "compute.json").read_text())["data"]["cases"]
     assert set(comp) == {"vadstream (20 ms chunks)", "vadstream (40 ms chunks)", "webrtc-3"}
     assert all(c["cpu_per_audio_s_median"] > 0 for c in comp.values())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vadstream.training import augment as aug
-from vadstream.training.realworld import GRID, aligned_scores, streaming_scores
+from vadstream.evaluation.realworld import GRID, aligned_scores, streaming_scores
 from vadstream.training.scenes import close_dips
 from vadstream.training.teacher import DEFAULT_DIR, frames_to_samples, read_kaldi_matrix
 
@@ -114,6 +114,6 @@ def test_teacher_labels_a_real_recording(shared_data):
     centres = (np.arange(p.size) * 160 + 200) / SR
     for a, b in rows:
         lab |= (centres >= float(a)) & (centres < float(b))
-    from vadstream.metrics import roc_auc
+    from vadstream.evaluation.metrics import roc_auc
 
     assert roc_auc(lab, p) > 0.9  # the teacher agrees with the human labels of this meeting

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -26,7 +27,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from vadstream.evaluation import metrics
+from vadstream.evaluation import metrics, realworld
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DEFAULT_SNRS: tuple[float | None, ...] = (0.0, 5.0, 10.0, 20.0, None)
@@ -185,14 +186,19 @@ def false_starts_per_hour(runs: Sequence[ItemRun], rule: metrics.SmoothingRule |
     return metrics.false_starts_per_hour(starts, sum(r.n_samples for r in runs))
 
 
+def is_mixture(condition: str) -> bool:
+    """Dev mixture conditions (per SNR), as opposed to 'non-speech' and real sets ('set:<name>')."""
+    return condition != "non-speech" and not condition.startswith("set:")
+
+
 def evaluation_table(results: dict[str, dict[str, list[ItemRun]]], thresholds: dict[str, float]) -> list[dict]:
     """Rows: VAD, AUC, AP, P/R/F1/FPR at its threshold on all mixtures, per-SNR AUC, false starts/h."""
     rows = []
     for name, by_cond in results.items():
-        mix = [r for c, runs in by_cond.items() if c != "non-speech" for r in runs]
+        mix = [r for c, runs in by_cond.items() if is_mixture(c) for r in runs]
         row = {"vad": name, **frame_summary(mix, thresholds.get(name, 0.5))}
         for c, runs in by_cond.items():
-            if c != "non-speech":
+            if is_mixture(c):
                 row[f"auc {c}"] = frame_summary(runs)["roc_auc"]
         ns = by_cond.get("non-speech", [])
         row["nonspeech_hours"] = sum(r.n_samples for r in ns) / 16000 / 3600
@@ -240,6 +246,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"mixing seed (default {DEFAULT_SEED})")
     parser.add_argument("--peers", default="vadstream,silero,ten,webrtc-3",
                         help="comma-separated VADs (vadstream, silero, ten, webrtc-0..3)")
+    parser.add_argument("--cache-dir", type=Path, default=REPO / "cache",
+                        help="teacher labels of the dev recordings are cached under CACHE/teacher")
+    parser.add_argument("--json", type=Path, default=None, help="also write the real-world report as JSON")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -255,23 +264,34 @@ def main(args: argparse.Namespace) -> int:
         print(f"vadstream evaluate: {skipped['vadstream']}", file=sys.stderr)
         return 2
     snrs = (0.0, None) if args.quick else DEFAULT_SNRS
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     conditions = load_dev(data_root, snrs, args.seed, args.split, max_items=2 if args.quick else None,
                           max_nonspeech=4 if args.quick else None)
-    n_mix = sum(len(v) for k, v in conditions.items() if k != "non-speech")
-    mix_s = sum(it.audio.size for k, v in conditions.items() if k != "non-speech" for it in v) / 16000
+    mixtures = [k for k in conditions if is_mixture(k)]
+    conditions.update(realworld.real_sets(Path(data_root), args.cache_dir, args.quick, log))
+    n_mix = sum(len(conditions[k]) for k in mixtures)
+    mix_s = sum(it.audio.size for k in mixtures for it in conditions[k]) / 16000
     ns_s = sum(it.audio.size for it in conditions.get("non-speech", [])) / 16000
     print(f"# vadstream evaluate: {args.split} split of {data_root}\n")
     print(f"{n_mix} mixtures ({mix_s / 60:.1f} min) at SNRs {', '.join(condition_name(s) for s in snrs)}, "
           f"seed {args.seed}; {len(conditions.get('non-speech', []))} non-speech clips ({ns_s / 60:.1f} min). "
           "Labels from clean speech, per hop at the hop centre.", flush=True)
-    results = run_all(peers, conditions, log=lambda m: print(m, file=sys.stderr, flush=True))
+    results = run_all(peers, conditions, log=log)
     thresholds = {n: getattr(p, "default_threshold", 0.5) for n, p in peers.items()}
     rows = evaluation_table(results, thresholds)
-    print()
+    print("\n## Dev mixtures, offline-aligned (each hop scored with its own probability)\n")
     print(render_evaluation(rows))
     print(f"\nP/R/F1/FPR at each VAD's default threshold (0.5 for all; WebRTC is binary). False starts per "
           f"hour on the non-speech clips: vadstream through its Detector with default settings; peers with "
           f"the common rule ({COMMON_RULE.describe()}).")
+    groups = {"dev mixtures": mixtures, **{c[4:]: [c] for c in conditions if c.startswith("set:")}}
+    report = realworld.real_report(results, conditions, groups, ci=not args.quick)
+    print("\n## Streaming protocol (what a real-time caller sees) and real recordings\n")
+    print(realworld.PROTOCOL)
+    print(realworld.render(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"mixtures_offline_aligned": rows, **report}, indent=1, default=float))
     for name, reason in skipped.items():
         print(f"- {name} skipped: {reason}")
     return 0

@@ -19,7 +19,7 @@ label at the frame's centre. Lookahead and call cadence therefore count as lag. 
 offline-aligned figures score each frame with the probability of the hop that contains it.
 95 % intervals: bootstrap over files (frames of a file stay together).
 
-    python -m vadstream.training.realworld [--model M] [--peers vadstream,silero,ten,webrtc-3]
+    python -m vadstream.evaluation.realworld [--model M] [--peers vadstream,silero,ten,webrtc-3]
 """
 
 from __future__ import annotations
@@ -33,10 +33,17 @@ from typing import Sequence
 
 import numpy as np
 
-from vadstream import metrics as M
+from vadstream.evaluation import metrics as M
 
 GRID = 160  # 10 ms at 16 kHz
 BOOTSTRAP = 300
+PROTOCOL = ("Streaming: on a 10 ms grid, each frame is scored with the newest probability the VAD had returned "
+            "once the audio up to the frame's end had been fed (vadstream in 20 ms chunks, peers hop by hop), "
+            "against the label at the frame's centre, so lookahead and call cadence count as lag. Offline-aligned: "
+            "each frame scored with the probability of the hop that contains it. 95 % intervals: bootstrap over "
+            "files. `ami`: human labels; `dev recorded`: FireRedVAD teacher labels (favour a student of the "
+            "teacher). Non-speech: false starts per hour (vadstream: its Detector at the shipped defaults, in "
+            "brackets the common rule; peers: the common rule) and the share of hops >= 0.5.")
 
 
 @dataclasses.dataclass
@@ -145,38 +152,71 @@ def load_dev_recorded(data_root: Path, cache_dir: Path, max_files: int | None = 
 
 
 def nonspeech_summary(runs: Sequence, name: str) -> dict:
-    from vadstream.training.evaluate import false_starts_per_hour
+    from vadstream.evaluation.evaluate import false_starts_per_hour
 
     probs = np.concatenate([r.probs for r in runs]) if runs else np.zeros(0)
     out = {"hours": sum(r.n_samples for r in runs) / 16000 / 3600,
            "hops_over_half": float(np.mean(probs >= 0.5)) if probs.size else float("nan"),
            "false_starts_per_hour": false_starts_per_hour(runs)}
     if name == "vadstream":
-        from vadstream.training.evaluate import COMMON_RULE
+        from vadstream.evaluation.evaluate import COMMON_RULE
 
         out["false_starts_per_hour_common_rule"] = false_starts_per_hour(runs, rule=COMMON_RULE)
     return out
 
 
-def evaluate(peers: dict, data_root: Path, cache_dir: Path, quick: bool = False, log=None) -> dict:
-    from vadstream.training.data import build_nonspeech_set
-    from vadstream.training.evaluate import run_all
+SET_PREFIX = "set:"  # condition names of real sets inside run_all's conditions
 
-    sets = {"ami": load_ami(data_root), "dev recorded": load_dev_recorded(data_root, cache_dir, 40 if quick else None)}
-    if quick:
-        sets["ami"] = sets["ami"][:4]
-    sets = {k: v for k, v in sets.items() if v}
-    nonspeech = build_nonspeech_set(data_root, split="dev")
-    if quick:
-        nonspeech = nonspeech[:6]
-    results = run_all(peers, {**sets, "non-speech": nonspeech}, log=log)
+
+def real_sets(data_root: Path, cache_dir: Path, quick: bool = False, log=None) -> dict[str, list]:
+    """``set:<name>`` -> items of the real sets present (the teacher-labelled set needs the train
+    extra and the teacher model; without them it is left out with one logged line)."""
+    out: dict[str, list] = {}
+    ami = load_ami(data_root)
+    if ami:
+        out[SET_PREFIX + "ami"] = ami[:4] if quick else ami
+    try:
+        rec = load_dev_recorded(data_root, cache_dir, 40 if quick else None)
+    except (ImportError, FileNotFoundError) as exc:
+        if log:
+            log(f"  dev recorded (teacher labels) left out: {exc}")
+        rec = []
+    if rec:
+        out[SET_PREFIX + "dev recorded"] = rec
+    return out
+
+
+def real_report(results: dict, conditions: dict[str, list], groups: dict[str, list[str]] | None = None,
+                ci: bool = True) -> dict:
+    """Streaming and offline-aligned figures from run_all's results.
+
+    ``groups``: report name -> condition keys scored together (default: every ``set:`` condition
+    on its own); 'non-speech' runs, if present, give the non-speech block."""
+    if groups is None:
+        groups = {c[len(SET_PREFIX):]: [c] for c in conditions if c.startswith(SET_PREFIX)}
     report: dict = {"sets": {}, "non-speech": {}}
     for name, by_cond in results.items():
-        for set_name, items in sets.items():
-            scored = score_runs(items, by_cond[set_name])
-            report["sets"].setdefault(set_name, {})[name] = summarise(scored, ci=not quick)
-        report["non-speech"][name] = nonspeech_summary(by_cond["non-speech"], name)
+        for group, conds in groups.items():
+            scored = Scored([], [], [])
+            for c in conds:
+                part = score_runs(conditions[c], by_cond[c])
+                scored.labels += part.labels
+                scored.streaming += part.streaming
+                scored.aligned += part.aligned
+            report["sets"].setdefault(group, {})[name] = summarise(scored, ci=ci)
+        if by_cond.get("non-speech"):
+            report["non-speech"][name] = nonspeech_summary(by_cond["non-speech"], name)
     return report
+
+
+def evaluate(peers: dict, data_root: Path, cache_dir: Path, quick: bool = False, log=None) -> dict:
+    from vadstream.training.data import build_nonspeech_set
+    from vadstream.evaluation.evaluate import run_all
+
+    sets = real_sets(data_root, cache_dir, quick, log)
+    nonspeech = build_nonspeech_set(data_root, split="dev")
+    conditions = {**sets, "non-speech": nonspeech[:6] if quick else nonspeech}
+    return real_report(run_all(peers, conditions, log=log), conditions, ci=not quick)
 
 
 def render(report: dict) -> str:
@@ -207,10 +247,10 @@ def render(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vadstream.peers import available_peers
-    from vadstream.training.evaluate import default_data_root
+    from vadstream.evaluation.peers import available_peers
+    from vadstream.evaluation.evaluate import default_data_root
 
-    p = argparse.ArgumentParser(prog="python -m vadstream.training.realworld", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m vadstream.evaluation.realworld", description=__doc__.splitlines()[0])
     p.add_argument("--data-root", type=Path, default=None)
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--peers", default="vadstream,silero,ten,webrtc-3")
