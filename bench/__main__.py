@@ -1,4 +1,4 @@
-"""``python -m bench [accuracy|compute|memory|latency|daemon|all] [--quick] [options]``.
+"""``python -m bench [accuracy|compute|memory|latency|daemon|audio|all] [--quick] [options]``.
 
 - accuracy: per-hop ROC-AUC/AP/P/R/F1 of every VAD on dev mixtures (+ labelled folders), the
   offline event latency of every VAD under a common smoothing rule, and the detector-default
@@ -7,6 +7,7 @@
 - memory: peak RSS of a fresh process per VAD over a baseline.
 - latency / daemon: the real daemon (``vadstream run``) fed through a PulseAudio source in real
   time; events over ZeroMQ; delays, false starts per hour, CPU % and RSS.
+- audio: the daemon's CPU % and RSS without and with speech audio subscribers (``audio.``).
 - all: everything above.
 
 Every run rebuilds ``RESULTS.md`` in ``--out`` (default: this folder) from ``results/*.json``.
@@ -24,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("what", nargs="?", default="all",
-                   choices=["accuracy", "compute", "memory", "latency", "daemon", "all"])
+                   choices=["accuracy", "compute", "memory", "latency", "daemon", "audio", "all"])
     p.add_argument("--quick", action="store_true", help="a few-seconds smoke run (checks the code, not timings)")
     p.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md, plots and results/ go (default: bench/)")
     p.add_argument("--data-root", type=Path, default=None, help="corpus root (default: $VADSTREAM_DATA or ../shared/data)")
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     from . import report
 
-    steps = ["accuracy", "compute", "memory", "daemon"] if args.what == "all" else [args.what]
+    steps = ["accuracy", "compute", "memory", "daemon", "audio"] if args.what == "all" else [args.what]
     texts: list[str] = []
     for step in steps:
         print(f"bench: {step}", file=sys.stderr, flush=True)
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import daemon
 
             texts += daemon.run(args)
+        elif step == "audio":
+            from . import audio
+
+            texts += audio.run(args)
     path = report.rebuild(args.out, args.model)
     print("\n".join(texts))
     print(f"bench: wrote {path}", file=sys.stderr)
