@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from vadstream.audio.history import SampleHistory, float_to_int16
-from vadstream.wire.events import ParseError, parse
 from vadstream.service.audio_tap import MAX_UTTERANCE_S, AudioTap, history_seconds
 from vadstream.wire.audio import SpeechAudio, Utterance, parse_audio
+from vadstream.wire.events import ParseError, parse
 
 
 def ramp(start: int, n: int) -> np.ndarray:

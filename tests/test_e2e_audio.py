@@ -16,10 +16,10 @@ import time
 import numpy as np
 import pytest
 import zmq
-
 from audio_gen import espeak_missing, make_test_audio, read_wav
 from daemon_util import Collector, DaemonProcess
 from pulse import PulseServer, pulse_missing
+
 from vadstream.wire.audio import SpeechAudio, Utterance
 from vadstream.wire.events import Heartbeat, SpeechEnded
 

@@ -9,10 +9,9 @@ import wave
 
 import numpy as np
 import pytest
-import zmq
-
 from daemon_util import DaemonProcess
 from test_daemon_audio import POST_ROLL, PRE_ROLL, track  # noqa: F401 - the fixture
+
 from vadstream.commands.record import enforce_retention, exec_argv, parse_size, write_recording
 from vadstream.wire.audio import Utterance
 

@@ -62,7 +62,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-bytes", type=_size_arg, metavar="SIZE",
                         help="keep at most SIZE bytes of recordings, WAV and JSON (e.g. 500M; oldest deleted)")
     parser.add_argument("--count", type=int, metavar="N", help="exit after N recordings")
-    parser.add_argument("--timeout", type=float, metavar="S", help="exit (status 1) if no utterance arrives for S seconds")
+    parser.add_argument("--timeout", type=float, metavar="S",
+                        help="exit (status 1) if no utterance arrives for S seconds")
 
 
 # -- one recording ---------------------------------------------------------------------------------
@@ -111,7 +112,8 @@ def write_recording(directory: Path, utt) -> tuple[Path, Path]:
     return wav_path, json_path
 
 
-def enforce_retention(directory: Path, max_files: int | None, max_bytes: int | None, keep: Path | None = None) -> list[Path]:
+def enforce_retention(directory: Path, max_files: int | None, max_bytes: int | None,
+                      keep: Path | None = None) -> list[Path]:
     """Delete the oldest ``utt-*`` recordings (WAV + JSON) beyond the limits; the deleted WAVs.
 
     The newest recording (``keep``) is never deleted, even when it alone exceeds ``max_bytes``.
@@ -192,8 +194,8 @@ class Runner(threading.Thread):
 # -- main ------------------------------------------------------------------------------------------
 
 def main(args) -> int:
-    from vadstream.wire.client import Subscriber
     from vadstream.wire.audio import UTTERANCE_TOPIC, Utterance
+    from vadstream.wire.client import Subscriber
 
     def fail(text: str, status: int = 2) -> int:
         print(f"vadstream record: error: {text}", file=sys.stderr)

@@ -28,11 +28,11 @@ import numpy as np
 
 from vadstream import __version__
 from vadstream.service import config
+from vadstream.service.audio_tap import AudioTap, history_seconds
 from vadstream.service.config import Config, ConfigError
 from vadstream.stages.detector import Detector, EndReason, SpeechEnd, SpeechStart
-from vadstream.wire.events import Heartbeat, Message, Probability, SpeechEnded, SpeechStarted, Status
-from vadstream.service.audio_tap import AudioTap, history_seconds
 from vadstream.wire.audio import SPEECH_TOPIC, UTTERANCE_TOPIC
+from vadstream.wire.events import Heartbeat, Message, Probability, SpeechEnded, SpeechStarted, Status
 
 log = logging.getLogger("vadstream")
 
