@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test bench train evaluate setup setup-test clean
+.PHONY: run test test-fast fuzz bench train evaluate setup setup-test clean
 
 $(BIN)/python:
 	./script/setup-system run
@@ -28,6 +28,14 @@ run: setup
 
 test: setup-test
 	$(BIN)/python -m pytest $(ARGS)
+
+# everything but the slow tests (a wheel built and installed in a fresh venv, ...)
+test-fast: setup-test
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+# the fuzz suite with many more examples than make test runs (docs/fuzzing.md)
+fuzz: setup-test
+	VADSTREAM_FUZZ_PROFILE=fuzz $(BIN)/python -m pytest -m fuzz -p no:cacheprovider $(ARGS)
 
 bench: setup-test
 	$(BIN)/python -m bench $(ARGS)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from daemon_util import model_path
 from wav_bytes import wav16k
+
 from vadstream.commands import cli
 
 RATE = 16000
@@ -52,7 +52,8 @@ def test_huge_fmt_or_list_chunk_is_one_line_and_the_batch_goes_on(tmp_path, caps
 
 
 def run_daemon(tmp_path: Path, wav: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vadstream.service.daemon", "--model", str(model_path()), "--input", str(wav),
+    return subprocess.run([sys.executable, "-m", "vadstream.service.daemon", "--model", str(model_path()),
+                           "--input", str(wav),
                            "--no-realtime", "--endpoint", f"ipc://{tmp_path}/ev", "--control-endpoint", "none"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
 
@@ -117,3 +118,120 @@ def test_output_directory_is_created_like_the_plot_directory(tmp_path, capsys):
     rc, out, err = run_file(capsys, str(a), str(b), "-f", "audacity")  # no -o: one stream cannot hold two tracks
     assert rc == 2 and err == ["vadstream file: an Audacity label track holds one file: use -o DIR/ to write "
                                "one track per file"]
+
+
+# -- a model with a double input is refused at load (#10) ------------------------------------------
+
+@pytest.fixture(scope="module")
+def double_model(tmp_path_factory) -> Path:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from vadstream.stages.model import METADATA_KEY, OnnxModel
+
+    spec = OnnxModel(model_path()).spec
+    ctx, numcep, k = spec.context_frames, spec.features.numcep, spec.outputs_per_inference
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["features"], ["mean"], axes=[2], keepdims=0),
+         helper.make_node("Slice", ["mean", "starts", "ends", "axes"], ["first"]),
+         helper.make_node("Sigmoid", ["first"], ["speech_prob"])],
+        "double_input",
+        [helper.make_tensor_value_info("features", TensorProto.DOUBLE, ["batch", ctx, numcep])],
+        [helper.make_tensor_value_info("speech_prob", TensorProto.DOUBLE, ["batch", k])],
+        initializer=[helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+                     helper.make_tensor("ends", TensorProto.INT64, [1], [k]),
+                     helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    prop = model.metadata_props.add()
+    prop.key, prop.value = METADATA_KEY, spec.to_json()
+    path = tmp_path_factory.mktemp("model") / "double.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_double_input_model_is_refused_at_load_with_one_line(double_model, tmp_path, capsys):
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(wav16k(tone()))
+    want = (f"model {double_model} input 'features' is tensor(double), vadstream needs float32 (tensor(float)): "
+            "export the model with a float32 input")
+    rc = cli.main(["file", str(wav), "--model", str(double_model)])
+    out, err = capsys.readouterr()
+    assert (rc, out, err.splitlines()) == (2, "", [f"vadstream file: {want}"])
+    proc = subprocess.run([sys.executable, "-m", "vadstream.service.daemon", "--model", str(double_model),
+                           "--input", str(wav), "--no-realtime", "--endpoint", f"ipc://{tmp_path}/ev",
+                           "--control-endpoint", "none"], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr.splitlines()) == (1, [f"vadstream: error: {want}"])
+
+
+# -- a garbage --labels file is a clear error, not an empty reference (#10) -------------------------
+
+@pytest.mark.parametrize("content, words", [
+    (b"this is not a label file\n", "labels.txt:1: expected 'start,end' in seconds, got 'this is not a label file' "
+                                    "(and no other line)"),
+    (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "labels.txt: not a text file of 'start,end' lines (byte 0x89 at offset 0 "
+                                       "is not UTF-8)"),
+    (b"0.5,nan\n", "labels.txt:1: start and end must be seconds >= 0, got '0.5,nan'"),
+])
+def test_garbage_labels_file_is_one_clear_error(tmp_path, capsys, content, words):
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(wav16k(tone()))
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(content)
+    rc, out, err = run_file(capsys, str(wav), "--labels", str(labels), "--plot", str(tmp_path / "a.png"))
+    assert (rc, out) == (2, "")
+    assert err == [f"vadstream file: --labels: {tmp_path}/{words}"]
+
+
+def test_empty_labels_file_is_a_reference_without_speech(tmp_path):
+    from vadstream.commands.formats import read_labels
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("# no speech in this clip\n")
+    assert read_labels(labels) == []
+
+
+def test_listen_says_the_status_kind_once():
+    from vadstream.commands.listen import format_event
+    from vadstream.wire.events import Status
+
+    def line(kind, message):
+        return format_event(Status(sample_index=0, wall_time_ns=0, kind=kind, message=message, state="quiet",
+                                   seq=7, topic_seq=1, stream_id="s", source="stdin"))
+
+    assert "  stopping: received SIGTERM  [stdin #7]" in line("stopping", "stopping: received SIGTERM")
+    assert "  opened: reading x.wav  [stdin #7]" in line("opened", "reading x.wav")
+
+
+def test_odd_sample_rate_is_resampled_from_the_nearest_simple_rate(tmp_path, capsys):
+    """Found by the fuzz suite: 383999 Hz needed a 39-million-tap filter (15 s, GBs to build)."""
+    import time
+
+    from wav_bytes import chunk, fmt_body, pcm16, riff
+
+    wav = tmp_path / "odd_rate.wav"
+    wav.write_bytes(riff(chunk(b"fmt ", fmt_body(rate=383999)), chunk(b"data", pcm16(np.zeros(383999, np.float32)))))
+    t0 = time.monotonic()
+    rc, out, err = run_file(capsys, str(wav))
+    assert time.monotonic() - t0 < 5
+    assert rc == 0 and json.loads(out)["duration_s"] == pytest.approx(1.0, abs=0.001)
+    assert err == [f"vadstream file: {wav}: unusual sample rate 383999 Hz: resampled as 384000 Hz (3 ppm off)"]
+
+
+# -- a config file that is not UTF-8 (#5) ----------------------------------------------------------
+
+def test_non_utf8_config_is_one_line_and_exit_2(tmp_path):
+    """Exit status 2 is in both units' RestartPreventExitStatus=: systemd does not restart a
+    daemon whose config file it cannot read."""
+    cfg = tmp_path / "vadstream.toml"
+    cfg.write_bytes("# r\xe9glages du d\xe9tecteur\n[detector]\nonset_threshold = 0.8\n".encode("latin-1"))
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(wav16k(tone()))
+    proc = subprocess.run([sys.executable, "-m", "vadstream.service.daemon", "--config", str(cfg), "--input", str(wav),
+                           "--endpoint", f"ipc://{tmp_path}/ev"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"vadstream: error: {cfg}: not UTF-8: byte 0xe9 on line 1 (TOML files are "
+                                        "UTF-8; re-save the file as UTF-8)"]
+    units = Path(__file__).resolve().parent.parent / "systemd"
+    for unit in ("vadstream.service", "vadstream-user.service"):
+        assert "RestartPreventExitStatus=2\n" in (units / unit).read_text()

@@ -52,6 +52,7 @@ def test_status_request(server):
     (b'{"cmd": "dance"}', "unknown command 'dance'"),
     (b'{"cmd": "boom"}', "internal error: KeyError"),
     (b"\xff\xfe", "decode"),
+    (b'{"cmd": "status", "x": "' + b"a" * 70000 + b'"}', "request of 70026 bytes is over the limit of 65536 bytes"),
 ])
 def test_bad_requests_get_an_error_reply_and_the_server_keeps_going(server, raw, words):
     srv, ctx = server

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 
 import numpy as np
 import pytest
 import zmq
-
 from daemon_util import RATE, Collector, DaemonProcess, speech_track, write_wav
+
 from vadstream.wire.events import Heartbeat, SpeechStarted, Status
 
 

@@ -9,7 +9,8 @@ import numpy as np
 
 def fmt_body(tag: int = 1, channels: int = 1, rate: int = 16000, bits: int = 16) -> bytes:
     width = (bits + 7) // 8
-    return struct.pack("<HHIIHH", tag, channels, rate, rate * width * channels, width * channels, bits)
+    byte_rate, block_align = (rate * width * channels) & 0xFFFFFFFF, (width * channels) & 0xFFFF
+    return struct.pack("<HHIIHH", tag, channels, rate, byte_rate, block_align, bits)
 
 
 def chunk(cid: bytes, body: bytes, size: int | None = None) -> bytes:

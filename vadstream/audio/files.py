@@ -6,6 +6,7 @@ through ``soundfile``; resampled to 16 kHz mono. A damaged WAV is read as far as
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 
@@ -185,6 +186,22 @@ def _open_audio_file(path: str):
     return reader
 
 
+MAX_RATIO_TERM = 1000  # largest up/down term of the resampling ratio: every common rate needs <= 640
+
+
+def resampling_rate(rate_hz: int) -> int:
+    """The rate to resample ``rate_hz`` audio from: itself, unless its ratio to 16 kHz reduces to
+    terms over ``MAX_RATIO_TERM`` (44101 Hz: 16000/44101 would need a 4.5-million-tap filter,
+    seconds and hundreds of MB to build); then the nearest rate whose ratio is small (44100 Hz),
+    at most 0.25 % away, a pitch and time error no detector notices."""
+    for k in range(0, rate_hz):
+        for r in (rate_hz - k, rate_hz + k):
+            g = math.gcd(r, SAMPLE_RATE_HZ)
+            if r > 0 and max(SAMPLE_RATE_HZ // g, r // g) <= MAX_RATIO_TERM:
+                return r
+    return SAMPLE_RATE_HZ  # not reached for rates > 0
+
+
 class FileSource(Source):
     """A WAV (or soundfile-readable) file, resampled to 16 kHz mono, paced or as fast as read."""
 
@@ -199,7 +216,12 @@ class FileSource(Source):
             r.close()
             raise SourceError(f"channel {spec.channel} does not exist: {self.path} has "
                               f"{r.channels} channel(s) (0..{r.channels - 1})")
-        self._resampler = Resampler(r.rate_hz, SAMPLE_RATE_HZ)
+        self.warnings = list(r.warnings)
+        from_hz = resampling_rate(r.rate_hz)
+        if from_hz != r.rate_hz:
+            self.warnings.append(f"unusual sample rate {r.rate_hz} Hz: resampled as {from_hz} Hz "
+                                 f"({abs(from_hz - r.rate_hz) / r.rate_hz * 1e6:.0f} ppm off)")
+        self._resampler = Resampler(from_hz, SAMPLE_RATE_HZ)
         self._chunk_frames = max(1, int(round(spec.block_ms * r.rate_hz / 1000.0)))
         self._pending = BlockCutter(spec.block_samples)
         self._eof = False
@@ -212,12 +234,12 @@ class FileSource(Source):
         self._t0_wall = time.time_ns()
         self._started = True
         r = self._reader
-        for warning in r.warnings:  # a damaged but readable file: said once, at the start
+        for warning in self.warnings:  # a damaged or odd but readable file: said once, at the start
             log.warning("%s: %s", self.path, warning)
         self._report("opened", f"reading {self.path} ({r.format}, {r.rate_hz} Hz, {r.channels} ch, "
                      f"{r.frames / r.rate_hz:.2f} s{'' if self.spec.realtime else ', not paced'})",
                      path=self.path, rate_hz=r.rate_hz, channels=r.channels,
-                     duration_s=r.frames / r.rate_hz, realtime=self.spec.realtime, warnings=list(r.warnings))
+                     duration_s=r.frames / r.rate_hz, realtime=self.spec.realtime, warnings=self.warnings)
 
     def _fill(self, want: int) -> None:
         while len(self._pending) < want and not self._eof:

@@ -76,18 +76,15 @@ class StdinSource(Source):
         first = True
         try:
             while True:
-                data = self._read_raw(chunk)
+                more = self._read_raw(chunk)
                 now = time.time_ns()
-                if not data:
-                    if carry:
-                        log.warning("stdin ended with an odd byte; ignored")
-                    break
-                self._bytes += len(data)
-                data = carry + data
-                if first and len(data) < 64 and data[:4] == b"RIFF"[: len(data)]:
+                eof = not more
+                self._bytes += len(more)
+                data, carry = carry + more, b""
+                if first and not eof and len(data) < 64 and data[:4] == b"RIFF"[: len(data)]:
                     carry = data  # need more to decide whether this is a WAV header
                     continue
-                if first:
+                if first and data:
                     first = False
                     if data[:4] == b"RIFF":
                         while len(data) < 65536:
@@ -108,6 +105,10 @@ class StdinSource(Source):
                 if usable:
                     x = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
                     self._queue.put(("audio", (x, now)))
+                if eof:
+                    if carry:
+                        log.warning("stdin ended with an odd byte; ignored")
+                    break
         except Exception as exc:  # noqa: BLE001 - report any read failure as one line
             self._queue.put(("error", f"reading stdin failed: {exc}"))
             return

@@ -49,7 +49,9 @@ def format_event(m) -> str:
     elif m.TYPE == "speech_end":
         tail = f"p={m.probability:.2f} duration={m.duration_s:.3f}s reason={m.reason}"
     elif m.TYPE == "status":
-        tail = f"{m.kind}: {m.message}"
+        # messages may already start with their kind ("stopping: received SIGTERM"): say it once
+        text = m.message[len(m.kind) + 1:].lstrip() if m.message.startswith(f"{m.kind}:") else m.message
+        tail = f"{m.kind}: {text}"
     elif m.TYPE == "heartbeat":
         tail = f"state={m.state} uptime={m.uptime_s:.0f}s published={m.published} dropped={m.dropped} " \
                f"overflows={m.overflows}"

@@ -334,9 +334,14 @@ _CHECKS = {
 }
 
 
+def _shown(name: Any) -> str:
+    """A key or section name for a one-line message (quoted when it holds odd characters)."""
+    return name if isinstance(name, str) and name.isprintable() and name else repr(name)
+
+
 def _unknown(section: str, key: str) -> None:
     allowed = [f.name for f in dataclasses.fields(SECTIONS[section])]
-    raise ConfigError(f"unknown key {section}.{key}: allowed keys in [{section}] are {', '.join(allowed)}")
+    raise ConfigError(f"unknown key {section}.{_shown(key)}: allowed keys in [{section}] are {', '.join(allowed)}")
 
 
 def from_mapping(data: Mapping[str, Any], base: Config | None = None, path: str | None = None) -> Config:
@@ -345,7 +350,7 @@ def from_mapping(data: Mapping[str, Any], base: Config | None = None, path: str 
     sections = {name: getattr(cfg, name) for name in SECTIONS}
     for section, values in data.items():
         if section not in SECTIONS:
-            raise ConfigError(f"unknown section [{section}]: allowed sections are {', '.join(SECTIONS)}")
+            raise ConfigError(f"unknown section [{_shown(section)}]: allowed sections are {', '.join(SECTIONS)}")
         if not isinstance(values, Mapping):
             raise ConfigError(f"[{section}] must be a table of keys, got {values!r}")
         changes = _CHECKS[section](dict(values))
@@ -360,12 +365,19 @@ def load_file(path: str | os.PathLike[str], base: Config | None = None) -> Confi
     """Read a TOML file on top of ``base``; errors name the file."""
     p = Path(path)
     try:
-        with p.open("rb") as f:
-            data = tomllib.load(f)
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{p}: not UTF-8: byte 0x{raw[exc.start]:02x} on line {line} (TOML files are UTF-8; "
+                          "re-save the file as UTF-8)") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
     try:

@@ -170,6 +170,10 @@ class OnnxModel:
         if len(outputs) != 1 or outputs[0].name != OUTPUT_NAME:
             raise ModelError(f"model {self.path} must have one output named '{OUTPUT_NAME}', "
                              f"has {[o.name for o in outputs]}")
+        for io, what in ((inputs[0], "input"), (outputs[0], "output")):
+            if io.type != "tensor(float)":  # float32 buffers are bound to it: anything else fails every call
+                raise ModelError(f"model {self.path} {what} '{io.name}' is {io.type}, vadstream needs float32 "
+                                 "(tensor(float)): export the model with a float32 " + what)
         want_in = [self.spec.context_frames, self.spec.features.numcep]
         got_in = list(inputs[0].shape[1:])
         if len(inputs[0].shape) != 3 or got_in != want_in:

@@ -21,7 +21,8 @@ import zmq
 from vadstream.wire.publisher import bind
 
 log = logging.getLogger("vadstream.wire.control")
-MAX_REQUEST_BYTES = 65536
+MAX_REQUEST_BYTES = 65536  # larger requests are answered with an error
+DROP_REQUEST_BYTES = 16 * 1024 * 1024  # ZeroMQ drops the connection of a client sending more than this
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -41,7 +42,9 @@ class ControlServer:
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.REP)
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        # Requests up to DROP_REQUEST_BYTES are received so that an oversized one gets an answer
+        # (ZeroMQ silently disconnects a peer beyond MAXMSGSIZE, and its REQ would wait forever).
+        self._sock.setsockopt(zmq.MAXMSGSIZE, DROP_REQUEST_BYTES)
         try:
             bind(self._sock, endpoint, ipc_mode)
         except OSError:
@@ -67,6 +70,8 @@ class ControlServer:
         return served
 
     def _serve(self, raw: bytes) -> dict[str, Any]:
+        if len(raw) > MAX_REQUEST_BYTES:
+            return {"ok": False, "error": f"request of {len(raw)} bytes is over the limit of {MAX_REQUEST_BYTES} bytes"}
         try:
             text = raw.decode().strip()
             request = {"cmd": text} if text in ("status", "config") else json.loads(text)
