@@ -29,7 +29,8 @@ METADATA_KEY = "vadstream"
 SPEC_VERSION = 1
 INPUT_NAME = "features"
 OUTPUT_NAME = "speech_prob"
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "vadstream.onnx"
+# Package data: in the repository a symlink to models/vadstream.onnx, in a wheel the file itself.
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "vadstream.onnx"
 
 
 class ModelError(ValueError):
