@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from wav_bytes import wav16k
 
 REPO = Path(__file__).resolve().parent.parent
