@@ -126,13 +126,20 @@ def test_bad_blocks_lost_device_and_holes(daemon, tmp_path):
 
 
 def test_overlapping_block_is_trimmed_and_int16_is_scaled(daemon):
-    d, _ = daemon
+    d, col = daemon
+    d.cfg = config.from_mapping({"publisher": {"prob": True}}, d.cfg)
     x = (0.1 * np.random.default_rng(1).standard_normal(RATE)).astype(np.float32)
     d.process_block(AudioBlock(x[:8000], 0, 0))
     d.process_block(AudioBlock(x[4000:12000], 4000, 0))  # 4000 samples already seen
-    assert d._fed == 12000
-    d.process_block(AudioBlock((x[12000:] * 32768).astype(np.int16), 12000, 0))
-    assert d._fed == RATE and d._errors == 0
+    assert d.stream.sample_index == 12000
+    tail = (x[12000:] * 32768).astype(np.int16)
+    d.process_block(AudioBlock(tail, 12000, 0))
+    assert d.stream.sample_index == RATE and d._errors == 0
+    assert d.shutdown(EndReason.END_OF_INPUT) == 0
+    time.sleep(0.3)
     from vadstream.stages.vad import Vad
-    assert d._hops == Vad(model_path()).process(x).size  # same hops as one unbroken stream
-    assert d.shutdown(EndReason.SHUTDOWN) == 0
+    heard = np.concatenate([x[:12000], tail / np.float32(32768)])
+    expected = Vad(model_path())(heard)  # the hops of one unbroken stream
+    probs = [m for m in col.messages if m.TYPE == "prob"]
+    assert [m.sample_index for m in probs] == [320 * k for k in range(expected.size)]
+    np.testing.assert_allclose([m.probability for m in probs], expected, atol=1e-6)

@@ -21,9 +21,9 @@ from typing import Callable, Iterator, TextIO
 import numpy as np
 
 from vadstream.commands.formats import EXTENSIONS, FORMATS, FileResult, Writer, segments_from_events
-from vadstream.stages.detector import DetectorConfig, EndReason
+from vadstream.stages.detector import DetectorConfig
+from vadstream.stages.samples import SAMPLE_RATE_HZ
 
-SAMPLE_RATE_HZ = 16000
 PROGRESS_AFTER_S = 1.0  # a batch shorter than this never shows a progress bar
 
 
@@ -106,33 +106,24 @@ def open_audio(path: str | os.PathLike[str], block_ms: float = 1000.0) -> AudioF
 
 def analyse(path: str | os.PathLike[str], vad, config: DetectorConfig, keep_audio: bool = False,
             on_progress: Callable[[float], None] | None = None) -> tuple[FileResult, np.ndarray | None]:
-    """Run Vad + Detector over one file; return its result and (if asked) its 16 kHz mono audio.
+    """Run one file through a :class:`Stream` (``vad`` and a Detector with ``config``), as the
+    daemon does with ``--input FILE``; return its result and (if asked) its 16 kHz mono audio."""
+    from vadstream.stages.stream import Stream, StreamOutput
 
-    The same calls the daemon makes: ``vad.process`` / ``detector.process`` per block, then
-    ``vad.flush()`` and ``detector.flush(END_OF_INPUT)`` at the end of the file.
-    """
-    from vadstream.stages.detector import Detector
-
-    detector = Detector(vad.hop_samples, config, sample_rate_hz=SAMPLE_RATE_HZ)
-    vad.reset()
-    events, probs, audio = [], [], []
-    n_samples = 0
+    stream = Stream(config=config, vad=vad)
+    outputs: list[StreamOutput] = []
+    audio = []
     with open_audio(path) as f:
         for block in f.blocks():
-            n_samples += block.size
+            outputs.append(stream.process(block))
             if on_progress and f.duration_samples:
-                on_progress(min(n_samples / f.duration_samples, 1.0))
+                on_progress(min(stream.sample_index / f.duration_samples, 1.0))
             if keep_audio:
                 audio.append(block)
-            p = vad.process(block)
-            probs.append(p)
-            events.extend(detector.process(p))
-        p = vad.flush()
-        probs.append(p)
-        events.extend(detector.process(p))
-        events.extend(detector.flush(EndReason.END_OF_INPUT, end_sample=n_samples))
-        result = FileResult(str(path), segments_from_events(events, SAMPLE_RATE_HZ), n_samples,
-                            probs=np.concatenate(probs).astype(np.float32), hop_samples=vad.hop_samples,
+        outputs.append(stream.close())
+        out = StreamOutput.join(outputs)
+        result = FileResult(str(path), segments_from_events(out.events, SAMPLE_RATE_HZ), stream.sample_index,
+                            probs=out.probs, hop_samples=stream.hop_samples,
                             source_rate_hz=f.source_rate_hz, source_channels=f.source_channels)
     samples = np.concatenate(audio) if audio else np.zeros(0, np.float32)
     return result, (samples if keep_audio else None)

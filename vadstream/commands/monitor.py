@@ -130,42 +130,37 @@ def microphone_chunks(device: str | int | None) -> Iterator[np.ndarray | Update]
 
 
 def pipeline_updates(chunks: Iterator[np.ndarray | Update], vad, config) -> Iterator[Update]:
-    """Run Vad + Detector over 16 kHz blocks (other items pass through); flush at the end."""
-    from vadstream.stages.detector import Detector, EndReason, SpeechEnd, SpeechStart
+    """Run a :class:`Stream` (``vad`` + a Detector with ``config``) over 16 kHz blocks (other items
+    pass through); close it at the end."""
+    from vadstream.stages.detector import SpeechStart
+    from vadstream.stages.stream import Stream
 
-    detector = Detector(vad.hop_samples, config, sample_rate_hz=SAMPLE_RATE_HZ)
-    vad.reset()
-    hop_s = vad.hop_samples / SAMPLE_RATE_HZ
-    state = detector.state
-    hops = 0
-    fed = 0
+    stream = Stream(config=config, vad=vad)
+    state = stream.state
 
-    def convert(events, probs) -> Iterator[Update]:
-        nonlocal hops, state
-        for p in probs:
-            yield Prob(hops * hop_s, float(p))
-            hops += 1
-        for e in events:
+    def convert(out) -> Iterator[Update]:
+        nonlocal state
+        for s, p in zip(out.hop_starts.tolist(), out.probs.tolist()):
+            yield Prob(s / SAMPLE_RATE_HZ, p)
+        for e in out.events:
             if isinstance(e, SpeechStart):
                 yield Start(e.sample_index / SAMPLE_RATE_HZ, e.decided_sample / SAMPLE_RATE_HZ, e.probability)
-            elif isinstance(e, SpeechEnd):
+            else:
                 yield End(e.sample_index / SAMPLE_RATE_HZ, e.start_sample / SAMPLE_RATE_HZ,
-                          e.decided_sample / SAMPLE_RATE_HZ, getattr(e.reason, "value", str(e.reason)))
-        if detector.state != state:
-            state = detector.state
-            yield StateChange(state.value, hops * hop_s)
+                          e.decided_sample / SAMPLE_RATE_HZ, e.reason.value)
+        if stream.state != state:
+            state = stream.state
+            end = out.hop_starts[-1] + stream.hop_samples if out.hop_starts.size else stream.sample_index
+            yield StateChange(state.value, end / SAMPLE_RATE_HZ)
 
     for item in chunks:
         if not isinstance(item, np.ndarray):
             yield item
             continue
-        fed += item.size
-        yield Level(fed / SAMPLE_RATE_HZ, level_dbfs(item))
-        probs = vad.process(item)
-        yield from convert(detector.process(probs), probs)
-    probs = vad.flush()
-    events = detector.process(probs) + detector.flush(EndReason.END_OF_INPUT)
-    yield from convert(events, probs)
+        out = stream.process(item)
+        yield Level(stream.sample_index / SAMPLE_RATE_HZ, level_dbfs(item))
+        yield from convert(out)
+    yield from convert(stream.close())
 
 
 def daemon_updates(endpoint: str | None, timeout_s: float = 0.1) -> Iterator[Update]:

@@ -118,7 +118,7 @@ def detector_segments(run: ItemRun, config) -> list[metrics.Segment]:
     from vadstream.stages.detector import Detector
 
     det = Detector(run.hop_samples, config)
-    events = det.process(run.probs) + det.flush()
+    events = det.process(run.probs) + det.flush(end_sample=run.n_samples)
     return events_to_segments(events, run.hop_samples, run.known_at)
 
 

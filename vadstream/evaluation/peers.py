@@ -267,7 +267,7 @@ class TenPeer(FixedHopPeer):
 # vadstream: the real Vad + Detector
 # --------------------------------------------------------------------------------------------
 class VadstreamPeer:
-    """vadstream's full pipeline: :class:`Vad` (MFCC + ONNX) then :class:`Detector`.
+    """vadstream's full pipeline, a :class:`~vadstream.stages.stream.Stream` (Vad, then Detector).
 
     ``process`` returns the probabilities that became ready (the model's lookahead delays them);
     the detector's events accumulate in ``events``.
@@ -276,45 +276,38 @@ class VadstreamPeer:
     name = "vadstream"
     binary = False
 
-    def __init__(self, model: str | os.PathLike[str] | None = None, detector_config=None,
-                 with_detector: bool = True):
-        from vadstream.stages.detector import Detector, DetectorConfig
+    def __init__(self, model: str | os.PathLike[str] | None = None, detector_config=None):
         from vadstream.stages.model import ModelError
-        from vadstream.stages.vad import Vad
+        from vadstream.stages.stream import Stream
 
         try:
-            self.vad = Vad(model)
+            self.stream = Stream(model, detector_config)
         except ModelError as exc:
             raise PeerUnavailable(str(exc)) from exc
+        self.vad = self.stream.vad
         self.hop_samples = self.vad.hop_samples
         self.lookahead_samples = self.vad.lookahead_samples
         # Per-hop scores use the model's nominal 0.5 (as for every peer); the detector's onset
         # threshold is a smoothing setting tuned separately (bench/RESULTS.md).
         self.default_threshold = 0.5
         self.version = f"{self.vad.spec.name} {self.vad.spec.version}"
-        self.detector = Detector(self.hop_samples, detector_config or DetectorConfig()) if with_detector else None
+        self.detector = self.stream.detector
         self.events: list = []
 
     def reset(self) -> None:
-        self.vad.reset()
-        if self.detector is not None:
-            self.detector.reset()
+        self.stream.reset()
         self.events = []
 
     def process(self, samples: np.ndarray) -> np.ndarray:
-        probs = self.vad.process(samples)
-        if self.detector is not None and probs.size:
-            self.events.extend(self.detector.process(probs))
-        return probs
+        out = self.stream.process(samples)
+        self.events.extend(out.events)
+        return out.probs
 
     def flush(self) -> np.ndarray:
-        probs = self.vad.flush()
-        if self.detector is not None:
-            if probs.size:
-                self.events.extend(self.detector.process(probs))
-            self.events.extend(self.detector.flush())
-            self.detector.reset()
-        return probs
+        out = self.stream.close()
+        self.events.extend(out.events)
+        self.stream.reset()
+        return out.probs
 
 
 # --------------------------------------------------------------------------------------------

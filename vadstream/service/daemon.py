@@ -27,66 +27,26 @@ from typing import Any
 import numpy as np
 
 from vadstream import __version__
-from vadstream.service import config
+from vadstream.service import config, live
 from vadstream.service.audio_tap import AudioTap, history_seconds
 from vadstream.service.config import Config, ConfigError
-from vadstream.stages.detector import Detector, EndReason, SpeechEnd, SpeechStart
+from vadstream.service.logs import set_level, setup_logging
+from vadstream.stages.detector import EndReason, SpeechStart
+from vadstream.stages.samples import SAMPLE_RATE_HZ
+from vadstream.stages.stream import Stream, StreamOutput
 from vadstream.wire.audio import SPEECH_TOPIC, UTTERANCE_TOPIC
 from vadstream.wire.events import Heartbeat, Message, Probability, SpeechEnded, SpeechStarted, Status
 
 log = logging.getLogger("vadstream")
 
-SAMPLE_RATE_HZ = 16000
 READ_TIMEOUT_S = 0.1
-MAX_FILL_SAMPLES = SAMPLE_RATE_HZ  # gaps up to 1 s are filled with silence; longer ones restart the stream
 WAIT_NOTE_EVERY_S = 5.0  # --wait-subscriber: a log line this often while nobody has subscribed
 PROGRESS_MIN_S = 60.0  # unpaced files at least this long log their progress every 10 %
-LIVE_KEYS = ("detector.", "publisher.prob", "publisher.heartbeat_s", "audio.", "logging.level")
 LAST_REASONS = (EndReason.END_OF_INPUT, EndReason.SHUTDOWN, EndReason.DEVICE_LOST)  # no more audio of the stream
 
 
 def add_arguments(parser) -> None:
     config.add_arguments(parser)
-
-
-# --- logging -------------------------------------------------------------------------------------
-
-class _Formatter(logging.Formatter):
-    """One line per record; ``<N>`` syslog priority prefixes when stderr is the journal."""
-
-    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
-
-    def __init__(self, journal: bool):
-        super().__init__()
-        self.journal = journal
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage().replace("\n", " | ")
-        if self.journal:
-            return f"<{self.PRIORITY.get(record.levelno, 6)}>{text}"
-        return f"vadstream: {record.levelname.lower()}: {text}"
-
-
-def _stderr_is_journal() -> bool:
-    stream = os.environ.get("JOURNAL_STREAM", "")
-    try:
-        dev, ino = (int(v) for v in stream.split(":"))
-        st = os.fstat(sys.stderr.fileno())
-        return st.st_dev == dev and st.st_ino == ino
-    except (ValueError, OSError):
-        return False
-
-
-def setup_logging(level: str) -> None:
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_vadstream", False):
-            root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter(_stderr_is_journal()))
-    handler._vadstream = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(level.upper())
 
 
 def _jsonable(value: Any) -> Any:
@@ -96,21 +56,19 @@ def _jsonable(value: Any) -> Any:
 # --- the daemon ------------------------------------------------------------------------------------
 
 class Daemon:
-    """Owns one source, one Vad, one Detector, the publisher and the control socket."""
+    """Wires one source, one :class:`Stream` (Vad + Detector), the publisher and the control socket."""
 
     def __init__(self, cfg: Config, args=None):
         from vadstream.audio.sources import open_source
         from vadstream.service.sdnotify import Notifier
-        from vadstream.stages.vad import Vad
         from vadstream.wire.control import ControlServer
         from vadstream.wire.publisher import Publisher
 
         self.cfg = cfg
         self.args = args
         self.started_mono = time.monotonic()
-        self.vad = Vad(cfg.model.path)
-        self.hop_samples = self.vad.hop_samples
-        self.detector = Detector(self.hop_samples, cfg.detector, sample_rate_hz=SAMPLE_RATE_HZ)
+        self.stream = Stream(cfg.model.path, cfg.detector, on_audio=self._tap_audio)
+        self.vad = self.stream.vad
         self.source = open_source(cfg.input.source_spec())
         self.events_endpoint, self.control_endpoint = cfg.endpoints()
         p = cfg.publisher
@@ -132,12 +90,7 @@ class Daemon:
             raise
         self.notifier = Notifier.from_env()
         self.audio_tap = AudioTap(*self._tap_sizes(), wall_ns=self._wall_ns)
-        # Stream bookkeeping: Vad/Detector sample 0 is stream sample `_base`.
-        self._base = 0
-        self._fed = 0  # next stream sample expected
-        self._hops = 0  # hops scored since the last restart of the Vad
         self._anchor = (0, time.time_ns())  # (stream sample, unix ns) of the latest block
-        self._rebase_pending = False
         self._lost = False
         self._ready = False
         self._stop: str | None = None
@@ -178,7 +131,12 @@ class Daemon:
     # -- helpers ------------------------------------------------------------------------------
     @property
     def state(self) -> str:
-        return "lost" if self._lost else self.detector.state.value
+        return "lost" if self._lost else self.stream.state.value
+
+    @property
+    def audio_s(self) -> float:
+        """Seconds of audio on the stream timeline so far."""
+        return self.stream.sample_index / SAMPLE_RATE_HZ
 
     def _wall_ns(self, sample: int) -> int:
         a_sample, a_wall = self._anchor
@@ -204,8 +162,9 @@ class Daemon:
             self._error(f"publish failed: {type(exc).__name__}: {exc}")
 
     def status_event(self, kind: str, message: str, **details: Any) -> None:
-        self.publish(Status(sample_index=self._fed, wall_time_ns=self._wall_ns(self._fed), kind=kind,
-                            message=message, state=self.state, details=_jsonable(details)))
+        fed = self.stream.sample_index
+        self.publish(Status(sample_index=fed, wall_time_ns=self._wall_ns(fed), kind=kind, message=message,
+                            state=self.state, details=_jsonable(details)))
 
     def _error(self, text: str) -> None:
         """Count an error; log it, at most a few lines per second."""
@@ -221,84 +180,43 @@ class Daemon:
                 f"drop episodes {p.dropped}, overflows {self._overflows}")
 
     # -- audio ----------------------------------------------------------------------------------
-    def _restart_stream(self, start_sample: int) -> None:
-        """Start a fresh Vad/Detector stream at ``start_sample`` (after an outage)."""
-        self.vad.reset()
-        self.detector.reset()
-        self._base = self._fed = start_sample
-        self._hops = 0
-        self._rebase_pending = False
-
     def process_block(self, block) -> None:
-        """Feed one AudioBlock, keeping the stream timeline (fill short holes, restart after long ones)."""
-        from vadstream.stages.vad import to_float32
-
-        samples = np.asarray(block.samples)
-        if samples.ndim != 1:
-            samples = samples.reshape(-1)
-        start = int(block.start_sample)
-        gap = start - self._fed
-        if self._rebase_pending or gap > MAX_FILL_SAMPLES:
-            if self.detector.in_speech:  # a jump while speaking: the segment cannot go on
-                self._flush_detector(EndReason.DEVICE_LOST)
-            self._restart_stream(start)
-        elif gap > 0:  # a short hole: keep the timeline with silence
-            self._feed(np.zeros(gap, dtype=np.float32))
-        elif gap < 0:  # overlap with audio already processed: drop it
-            samples = samples[-gap:]
-            start = self._fed
+        """Feed one AudioBlock at its place on the stream timeline; publish what it completed."""
         self._anchor = (int(block.start_sample), int(block.wall_time_ns))
-        if samples.size:
-            x = to_float32(samples)  # float32 passes through; int16 is scaled; anything else raises
-            if not np.isfinite(x).all():
-                self._error(f"block at sample {start} has non-finite samples; replaced by 0")
-                x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-            self._feed(np.clip(x, -1.0, 1.0))
+        out = self.stream.process(block.samples, int(block.start_sample))
+        if out.replaced_samples:
+            self._error(f"block at sample {block.start_sample} has {out.replaced_samples} non-finite sample(s); "
+                        "replaced by 0")
+        self._publish_output(out)
 
-    def _feed(self, x: np.ndarray) -> None:
+    def _tap_audio(self, start_sample: int, x: np.ndarray) -> None:
+        """The audio the model is given, for the speech audio topics (before its events)."""
         if self.audio_tap.active:
-            for m in self.audio_tap.audio(self._fed, x):
+            for m in self.audio_tap.audio(start_sample, x):
                 self.publish(m)
-        self._fed += x.size
-        self._handle_probs(self.vad.process(x))
 
-    def _handle_probs(self, probs: np.ndarray) -> None:
-        if probs.size == 0:
-            return
-        probs = np.asarray(probs, dtype=np.float64)
-        if not (probs.min() >= 0.0 and probs.max() <= 1.0):  # NaN or out of range (a broken model)
-            probs = np.nan_to_num(probs, nan=0.0).clip(0.0, 1.0)
+    def _publish_output(self, out: StreamOutput) -> None:
+        """Probabilities (with ``prob``) and speech events as wire messages (and speech audio)."""
         if self.cfg.publisher.prob:
-            for i, p in enumerate(probs):
-                s = self._base + (self._hops + i) * self.hop_samples
-                self.publish(Probability(sample_index=s, wall_time_ns=self._wall_ns(s), probability=float(p),
-                                         hop_samples=self.hop_samples))
-        self._hops += probs.size
-        self._publish_detector_events(self.detector.process(probs))
-
-    def _flush_detector(self, reason: EndReason) -> None:
-        """Close an open segment at the last sample fed (not at the end of the last hop)."""
-        self._publish_detector_events(self.detector.flush(reason, end_sample=self._fed - self._base))
-
-    def _publish_detector_events(self, detected) -> None:
-        b = self._base
-        for ev in detected:
-            s = b + ev.sample_index
-            p = min(max(float(ev.probability), 0.0), 1.0)
+            hop = self.stream.hop_samples
+            for s, p in zip(out.hop_starts.tolist(), out.probs.tolist()):
+                self.publish(Probability(sample_index=s, wall_time_ns=self._wall_ns(s), probability=p, hop_samples=hop))
+        for ev in out.events:
+            s = ev.sample_index
             if isinstance(ev, SpeechStart):
                 self._open_start = s
-                self.publish(SpeechStarted(sample_index=s, wall_time_ns=self._wall_ns(s), probability=p,
-                                           decided_sample=b + ev.decided_sample))
-                for m in self.audio_tap.start(s, p):
+                self.publish(SpeechStarted(sample_index=s, wall_time_ns=self._wall_ns(s), probability=ev.probability,
+                                           decided_sample=ev.decided_sample))
+                for m in self.audio_tap.start(s, ev.probability):
                     self.publish(m)
-                log.debug("speech_start at %.3f s (p=%.2f)", s / SAMPLE_RATE_HZ, p)
-            elif isinstance(ev, SpeechEnd):
+                log.debug("speech_start at %.3f s (p=%.2f)", s / SAMPLE_RATE_HZ, ev.probability)
+            else:
                 self._segments += 1
                 self._open_start = None
-                self.publish(SpeechEnded(sample_index=s, wall_time_ns=self._wall_ns(s), probability=p,
-                                         decided_sample=b + ev.decided_sample, start_sample=b + ev.start_sample,
+                self.publish(SpeechEnded(sample_index=s, wall_time_ns=self._wall_ns(s), probability=ev.probability,
+                                         decided_sample=ev.decided_sample, start_sample=ev.start_sample,
                                          reason=ev.reason.value))
-                for m in self.audio_tap.end(b + ev.start_sample, s, ev.reason.value, last=ev.reason in LAST_REASONS):
+                for m in self.audio_tap.end(ev.start_sample, s, ev.reason.value, last=ev.reason in LAST_REASONS):
                     self.publish(m)
                 log.debug("speech_end at %.3f s (%s, %.2f s)", s / SAMPLE_RATE_HZ, ev.reason.value,
                           ev.duration_samples / SAMPLE_RATE_HZ)
@@ -306,13 +224,9 @@ class Daemon:
 
     def on_source_status(self, st) -> None:
         details = dict(st.details or {})
-        if st.kind == "lost":
-            self._flush_detector(EndReason.DEVICE_LOST)
-            self._lost = True
-            self._rebase_pending = True
-        elif st.kind == "restored":
-            self._lost = False
-            self._rebase_pending = True
+        if st.kind in ("lost", "restored"):  # the next block restarts the stream at its own start
+            self._publish_output(self.stream.resync(EndReason.DEVICE_LOST))
+            self._lost = st.kind == "lost"
         elif st.kind == "overflow":
             self._overflows += 1
         elif st.kind == "error":
@@ -330,8 +244,8 @@ class Daemon:
             source_stats = {"error": str(exc)}
         return _jsonable({
             "version": __version__, "pid": os.getpid(), "state": self.state, "ready": self._ready,
-            "in_speech": self.detector.in_speech, "uptime_s": round(time.monotonic() - self.started_mono, 3),
-            "sample_index": self._fed, "audio_s": self._fed / SAMPLE_RATE_HZ, "segments": self._segments,
+            "in_speech": self.stream.in_speech, "uptime_s": round(time.monotonic() - self.started_mono, 3),
+            "sample_index": self.stream.sample_index, "audio_s": self.audio_s, "segments": self._segments,
             "source": {"name": self.source.name, **source_stats},
             "overflows": self._overflows, "errors": self._errors,
             "publisher": self.publisher.stats(), "control_endpoint": self.control_endpoint,
@@ -339,7 +253,7 @@ class Daemon:
                       "history_samples": len(self.audio_tap.history or ()),
                       "history_capacity_samples": self.audio_tap.capacity_samples},
             "model": {"path": str(self.vad.model.path), "name": spec.name, "version": spec.version,
-                      "hop_samples": self.hop_samples, "lookahead_samples": self.vad.lookahead_samples,
+                      "hop_samples": self.stream.hop_samples, "lookahead_samples": self.vad.lookahead_samples,
                       "sample_rate_hz": SAMPLE_RATE_HZ},
             "config": self.cfg.to_dict(), "config_file": self.cfg.path,
         })
@@ -352,42 +266,24 @@ class Daemon:
             return {"status": self.status()}
         if cmd != "config":
             raise RequestError(f"unknown command {cmd!r}: use status or config")
-        unknown = sorted(set(request) - {"cmd", "detector", "prob"})
-        if unknown:
-            raise RequestError(f"unknown config field(s) {', '.join(unknown)}: allowed detector, prob")
-        changes: dict[str, Any] = {}
-        if "detector" in request:
-            values = request["detector"]
-            if not isinstance(values, dict):
-                raise RequestError('"detector" must be an object of detector keys, e.g. {"onset_threshold": 0.6}')
-            try:
-                new = config.from_mapping({"detector": values}, self.cfg)
-            except ConfigError as exc:
-                raise RequestError(str(exc)) from None
-            changes.update(self._apply(new))
-        if "prob" in request:
-            if not isinstance(request["prob"], bool):
-                raise RequestError(f"prob = {request['prob']!r} must be true or false")
-            new = dataclasses.replace(self.cfg, publisher=dataclasses.replace(self.cfg.publisher, prob=request["prob"]))
-            changes.update(self._apply(new))
+        try:
+            changes = self._apply(live.from_request(self.cfg, request))
+        except live.RequestRefused as exc:
+            raise RequestError(str(exc)) from None
         if changes:
-            self.status_event("config", "changed by a control request: " + _describe(changes),
+            self.status_event("config", "changed by a control request: " + live.describe(changes),
                               changed={k: list(v) for k, v in changes.items()})
-            log.info("control: %s", _describe(changes))
+            log.info("control: %s", live.describe(changes))
         return {"changed": {k: list(v) for k, v in changes.items()},
                 "detector": dataclasses.asdict(self.cfg.detector), "prob": self.cfg.publisher.prob}
 
-    def _apply(self, new: Config) -> dict[str, tuple[Any, Any]]:
+    def _apply(self, new: Config) -> live.Changes:
         """Apply the live-changeable parts of ``new``; return what changed."""
-        changes = {k: v for k, v in config.diff(self.cfg, new).items() if k.startswith(LIVE_KEYS)}
-        self.cfg = dataclasses.replace(self.cfg, detector=new.detector,
-                                       publisher=dataclasses.replace(self.cfg.publisher, prob=new.publisher.prob,
-                                                                     heartbeat_s=new.publisher.heartbeat_s),
-                                       audio=new.audio, logging=new.logging, path=new.path)
-        self.detector.set_config(self.cfg.detector)
+        self.cfg, changes = live.live_part(self.cfg, new)
+        self.stream.set_config(self.cfg.detector)
         self.audio_tap.configure(*self._tap_sizes())
         if "logging.level" in changes:
-            logging.getLogger().setLevel(self.cfg.logging.level.upper())
+            set_level(self.cfg.logging.level)
         return changes
 
     def reload(self) -> None:
@@ -401,10 +297,9 @@ class Daemon:
             self.status_event("error", f"reload failed, keeping the running config: {exc}")
             self.notifier.ready(self._human_status())
             return
-        all_changes = config.diff(self.cfg, new)
-        restart = sorted(k for k in all_changes if not k.startswith(LIVE_KEYS))
+        restart = live.restart_needed(self.cfg, new)
         changes = self._apply(new)
-        text = f"reloaded {new.path or 'defaults'}: " + (_describe(changes) if changes else "no live changes")
+        text = f"reloaded {new.path or 'defaults'}: " + (live.describe(changes) if changes else "no live changes")
         if restart:
             text += f"; needs a restart: {', '.join(restart)}"
         log.info("%s", text)
@@ -430,7 +325,8 @@ class Daemon:
             return
         self._last_heartbeat = now
         p = self.publisher
-        self.publish(Heartbeat(sample_index=self._fed, wall_time_ns=self._wall_ns(self._fed), state=self.state,
+        fed = self.stream.sample_index
+        self.publish(Heartbeat(sample_index=fed, wall_time_ns=self._wall_ns(fed), state=self.state,
                                uptime_s=round(now - self.started_mono, 3), published=p.seq, dropped=p.dropped,
                                dropped_by_topic=dict(p.dropped_by_topic), overflows=self._overflows))
 
@@ -462,10 +358,11 @@ class Daemon:
     def _progress(self) -> None:
         """An unpaced long file: a log line at every tenth of it (else nothing would show for minutes)."""
         total = self._progress_total
-        if total and self._fed * 10 // total > self._progress_step:
-            self._progress_step = self._fed * 10 // total
+        fed = self.stream.sample_index
+        if total and fed * 10 // total > self._progress_step:
+            self._progress_step = fed * 10 // total
             if self._progress_step < 10:
-                log.info("progress: %.1f of %.1f s of audio (%d %%), %d segment(s)", self._fed / SAMPLE_RATE_HZ,
+                log.info("progress: %.1f of %.1f s of audio (%d %%), %d segment(s)", fed / SAMPLE_RATE_HZ,
                          total / SAMPLE_RATE_HZ, 10 * self._progress_step, self._segments)
 
     def run(self) -> int:
@@ -520,17 +417,15 @@ class Daemon:
         why = "end of input" if reason is EndReason.END_OF_INPUT else f"received {self._stop}"
         self.notifier.stopping(f"stopping: {why}")
         try:
-            if reason is EndReason.END_OF_INPUT:
-                self._handle_probs(self.vad.flush())
-            self._flush_detector(reason)
+            self._publish_output(self.stream.close() if reason is EndReason.END_OF_INPUT else self.stream.stop(reason))
         except Exception as exc:  # noqa: BLE001
             self._error(f"final flush failed: {type(exc).__name__}: {exc}")
         p = self.publisher
-        self.status_event("stopping", f"stopping: {why}", audio_s=self._fed / SAMPLE_RATE_HZ,
+        self.status_event("stopping", f"stopping: {why}", audio_s=self.audio_s,
                           segments=self._segments, published=p.seq + 1, dropped=p.dropped,
                           overflows=self._overflows, errors=self._errors)
         log.info("stopping (%s): %.2f s of audio, %d segment(s), %d message(s) published, %d drop episode(s), "
-                 "%d overflow(s), %d error(s)", why, self._fed / SAMPLE_RATE_HZ, self._segments, p.seq, p.dropped,
+                 "%d overflow(s), %d error(s)", why, self.audio_s, self._segments, p.seq, p.dropped,
                  self._overflows, self._errors)
         try:
             self.source.close()
@@ -541,10 +436,6 @@ class Daemon:
         self.publisher.close()
         self.notifier.close()
         return 1 if self._source_failed else 0
-
-
-def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
-    return ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
 
 
 def main(args) -> int:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Iterable, Iterator
+from typing import ClassVar, Iterable, Iterator
 
 import numpy as np
 
@@ -100,6 +100,9 @@ class DetectorConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SpeechStart:
+    """Speech began at ``sample_index`` (padded); the detector knew at ``decided_sample``."""
+
+    TYPE: ClassVar[str] = "speech_start"  # the event's name everywhere (wire topic vad.speech_start)
     sample_index: int
     decided_sample: int
     probability: float
@@ -107,6 +110,9 @@ class SpeechStart:
 
 @dataclasses.dataclass(frozen=True)
 class SpeechEnd:
+    """The segment that began at ``start_sample`` ended at ``sample_index``, because of ``reason``."""
+
+    TYPE: ClassVar[str] = "speech_end"
     sample_index: int
     decided_sample: int
     probability: float

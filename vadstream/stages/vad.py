@@ -8,31 +8,7 @@ import numpy as np
 
 from vadstream.stages.features import StreamingMfcc
 from vadstream.stages.model import ModelSpec, OnnxModel
-
-
-def _mono(samples: np.ndarray) -> np.ndarray:
-    x = np.asarray(samples)
-    if x.ndim != 1:
-        if x.ndim == 2 and 1 in x.shape:
-            x = x.reshape(-1)
-        else:
-            raise ValueError(f"expected mono samples (1-D), got shape {x.shape}")
-    return x
-
-
-def _scaled(samples: np.ndarray, dtype: type) -> np.ndarray:
-    x = _mono(samples)
-    if x.dtype == np.int16:
-        return x.astype(dtype) * dtype(1.0 / 32768.0)  # 2**-15: exact in float32 and float64
-    if x.dtype.kind == "f":
-        return x.astype(dtype, copy=False)
-    raise TypeError(f"samples must be int16 or float, got {x.dtype}")
-
-
-def to_float32(samples: np.ndarray) -> np.ndarray:
-    """Mono samples as float32 in [-1, 1): int16 is scaled by 1/32768, floats pass through."""
-    return _scaled(samples, np.float32)
-
+from vadstream.stages.samples import to_float
 
 _EMPTY = np.zeros(0, dtype=np.float32)
 _EMPTY.flags.writeable = False
@@ -121,7 +97,7 @@ class Vad:
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Feed samples; return the probabilities of the hops that became ready."""
-        x = _scaled(samples, np.float64)  # the MFCC's working type, in one conversion
+        x = to_float(samples, np.float64)  # the MFCC's working type, in one conversion
         if x.size == 0:
             return _EMPTY
         self._samples_seen += x.size

@@ -1,0 +1,59 @@
+"""Configuration changes while the daemon runs: which keys apply at once, a control request's
+``config`` command checked into a new :class:`Config`, and one line describing a change."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from vadstream.service import config
+from vadstream.service.config import Config, ConfigError
+
+# applied without a restart
+LIVE_KEYS = ("detector.", "publisher.prob", "publisher.heartbeat_s", "audio.", "logging.level")
+
+Changes = dict[str, tuple[Any, Any]]
+
+
+class RequestRefused(ValueError):
+    """A config request that cannot be applied; the message says why (sent back to the client)."""
+
+
+def live_part(old: Config, new: Config) -> tuple[Config, Changes]:
+    """``old`` with the live-changeable parts of ``new``, and what changed among them."""
+    changes = {k: v for k, v in config.diff(old, new).items() if k.startswith(LIVE_KEYS)}
+    merged = dataclasses.replace(old, detector=new.detector,
+                                 publisher=dataclasses.replace(old.publisher, prob=new.publisher.prob,
+                                                               heartbeat_s=new.publisher.heartbeat_s),
+                                 audio=new.audio, logging=new.logging, path=new.path)
+    return merged, changes
+
+
+def restart_needed(old: Config, new: Config) -> list[str]:
+    """Changed keys that only a restart applies."""
+    return sorted(k for k in config.diff(old, new) if not k.startswith(LIVE_KEYS))
+
+
+def from_request(cfg: Config, request: dict[str, Any]) -> Config:
+    """The config a control request ``{"cmd": "config", "detector": {...}, "prob": bool}`` asks for."""
+    unknown = sorted(set(request) - {"cmd", "detector", "prob"})
+    if unknown:
+        raise RequestRefused(f"unknown config field(s) {', '.join(unknown)}: allowed detector, prob")
+    new = cfg
+    if "detector" in request:
+        values = request["detector"]
+        if not isinstance(values, dict):
+            raise RequestRefused('"detector" must be an object of detector keys, e.g. {"onset_threshold": 0.6}')
+        try:
+            new = config.from_mapping({"detector": values}, new)
+        except ConfigError as exc:
+            raise RequestRefused(str(exc)) from None
+    if "prob" in request:
+        if not isinstance(request["prob"], bool):
+            raise RequestRefused(f"prob = {request['prob']!r} must be true or false")
+        new = dataclasses.replace(new, publisher=dataclasses.replace(new.publisher, prob=request["prob"]))
+    return new
+
+
+def describe(changes: Changes) -> str:
+    return ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
