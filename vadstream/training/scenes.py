@@ -46,6 +46,8 @@ class SceneRecipe:
     nonspeech_share: float = 0.27
     recorded_share: float = 0.25  # scenes that are real recordings as recorded (+ noise/channel)
     transient_rate: float = 0.6  # chance that a scene gets transient events (clicks, breath, human sounds)
+    distant_talkers: float = 0.4  # chance of far, quiet background talkers (labelled non-speech)
+    min_speech_peak_dbfs: float = -45.0  # speech scenes are normalised to a peak in [this, 0] dBFS
     labels: str = "teacher"  # 'teacher' (FireRedVAD soft labels) or 'energy' (speech_mask)
 
     def to_dict(self) -> dict:
@@ -287,6 +289,26 @@ def _recorded_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tuple[n
     return audio, labels
 
 
+def _distant_talkers(rng: np.random.Generator, corpus: Corpus, n: int, ref_power: float,
+                     below_db: tuple[float, float]) -> np.ndarray:
+    """1-3 other talkers far from the microphone (strong synthetic reverb, sometimes muffled) at
+    ``below_db`` dB under ``ref_power``: what a meeting-room or living-room microphone hears from
+    people not talking to it. Their labels stay non-speech (the human-label and teacher convention:
+    AMI's turn labels and FireRedVAD both leave faint background voices out)."""
+    track = np.zeros(n, dtype=np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        voice, _ = _speech_track(rng, corpus, n)
+        rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.3, 1.0)), direct_to_reverb_db=float(rng.uniform(-8, 3)))
+        voice = aug.reverberate(voice, rir)
+        if rng.random() < 0.4:
+            voice = aug.band_limit(voice, None, float(rng.uniform(1500, 4000)), order=2)
+        track += voice.astype(np.float32)
+    p = float(np.mean(track.astype(np.float64) ** 2))
+    if p <= 0 or ref_power <= 0:
+        return track * 0
+    return (track * np.float32(math.sqrt(ref_power / p) * _db_to_amp(-rng.uniform(*below_db)))).astype(np.float32)
+
+
 def _add_events(rng: np.random.Generator, corpus: Corpus, audio: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Insert 1-6 transient non-speech events (synthetic clicks/breath, non-speech human sounds,
     short effects) at random places, -30..+6 dB around the scene's level; labels stay as they are
@@ -361,6 +383,12 @@ def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0,
             cut = int(rng.integers(n))
             audio[:cut] = 0.0
         return quantise_maybe(rng, audio), labels
+    if corpus.speech and rng.random() < recipe.distant_talkers:
+        if kind in ("speech", "recorded"):  # 15-35 dB under the talker addressed
+            ref = float(np.mean(audio[labels >= 0.5].astype(np.float64) ** 2)) if np.any(labels >= 0.5) else 0.0
+            audio = audio + _distant_talkers(rng, corpus, n, ref, (15.0, 35.0))
+        else:  # buried in the room's noise (babble-like), -3..10 dB under it
+            audio = audio + _distant_talkers(rng, corpus, n, float(np.mean(audio.astype(np.float64) ** 2)), (-3.0, 10.0))
     if rng.random() < recipe.transient_rate:
         audio = _add_events(rng, corpus, audio, labels)
 
@@ -369,7 +397,8 @@ def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0,
         audio = aug.random_eq(audio, rng)
     if rng.random() < 0.12:
         audio = aug.telephone(audio, rng)
-    peak_db = float(rng.uniform(-50, 0)) if rng.random() < 0.9 else float(rng.uniform(0, 15))
+    lowest = recipe.min_speech_peak_dbfs if kind in ("speech", "recorded") else -50.0
+    peak_db = float(rng.uniform(lowest, 0)) if rng.random() < 0.9 else float(rng.uniform(0, 15))
     audio = aug.normalise_peak(audio, peak_db)
     if rng.random() < 0.3:  # microphone self-noise
         audio += aug.coloured_noise(rng, n, 0.0) * np.float32(_db_to_amp(rng.uniform(-95, -60)))

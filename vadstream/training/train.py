@@ -61,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of scenes that are real recordings as recorded (teacher-labelled)")
     parser.add_argument("--transient-rate", type=float, default=0.6,
                         help="chance that a scene gets transient events (clicks, breath, human sounds)")
+    parser.add_argument("--distant-talkers", type=float, default=0.4,
+                        help="chance of far, quiet background talkers in a scene (labelled non-speech)")
+    parser.add_argument("--min-speech-peak", type=float, default=-45.0,
+                        help="speech scenes are normalised to a peak level in [this, 0] dBFS")
     parser.add_argument("--labels", choices=("teacher", "energy"), default="teacher",
                         help="speech labels: FireRedVAD teacher probabilities or the energy rule")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="fraction of train files held out")
@@ -303,7 +307,8 @@ def main(args: argparse.Namespace) -> int:
     n_val = max(1, round(val_hours * 3600 / SCENE_S / scenes_per_shard))
     t0 = time.time()
     recipe = sc.SceneRecipe(nonspeech_share=args.nonspeech_share, recorded_share=args.recorded_share,
-                            transient_rate=args.transient_rate, labels=args.labels)
+                            transient_rate=args.transient_rate, labels=args.labels,
+                            distant_talkers=args.distant_talkers, min_speech_peak_dbfs=args.min_speech_peak)
     train_paths = sc.build_shards(train_corpus, cache_dir, _cache_tag("train", train_corpus.speech_names +
                                   train_corpus.noise_names, feat_cfg, args.seed, scenes_per_shard, recipe),
                                   args.seed, n_train, scenes_per_shard, SCENE_S, feat_cfg,
