@@ -323,4 +323,4 @@ def test_any_control_request_gets_one_reply_and_the_config_stays_valid(raw, daem
         one_line(reply["error"])
         assert not reply["error"].startswith("internal error"), reply  # a handler bug, not a bad request
     daemon.cfg.detector.validate()
-    assert daemon.detector.config == daemon.cfg.detector
+    assert daemon.stream.config == daemon.cfg.detector

@@ -6,11 +6,14 @@ block (waiting at most ``READ_TIMEOUT_S``), handles source status changes, score
 publishes events, pings the systemd watchdog, sends the heartbeat, and answers control requests.
 
 Signals: SIGTERM/SIGINT close an open segment (``speech_end`` reason ``shutdown``), publish it and
-exit 0; SIGHUP reloads the config file (detector thresholds, ``prob``, heartbeat and log level
-apply at once; other changed keys are reported as needing a restart). End of a file or stdin
-closes an open segment with reason ``end_of_input`` and exits 0.
+exit 0; SIGHUP reloads the config file (what changed in it applies at once if it can change live;
+control-socket changes stay until the file changes the same key; other changed keys are reported
+as needing a restart; a failed reload is reported and never stops the daemon). End of a file or
+stdin closes an open segment with reason ``end_of_input`` and exits 0. An unexpected exception
+in the loop closes an open segment (reason ``shutdown``), publishes ``stopping`` and exits 1.
 
-Exit status: 0 normal end, 1 runtime failure (model, audio source, socket), 2 configuration error.
+Exit status: 0 normal end, 1 runtime failure (model, audio source, socket, internal error), 2
+configuration error (at start only).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Daemon:
         from vadstream.wire.publisher import Publisher
 
         self.cfg = cfg
+        self._file_cfg = cfg  # the config as last read from the file and flags (reload applies what changed)
         self.args = args
         self.started_mono = time.monotonic()
         self.stream = Stream(cfg.model.path, cfg.detector, on_audio=self._tap_audio)
@@ -287,25 +291,44 @@ class Daemon:
         return changes
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config file (and re-apply the flags); apply what can change live."""
+        """SIGHUP: re-read the config file (and re-apply the flags); apply what changed in it.
+
+        Only keys whose value in the file (or flags) changed since it was last read are applied,
+        so a change made through the control socket stays until the file changes the same key.
+        A reload never stops the daemon: any failure is reported and the running config stays."""
         self._reload = False
         self.notifier.reloading()
         try:
-            new = config.load(self.args)
+            self._reload_file()
+        except Exception as exc:  # noqa: BLE001 - a reload must never stop the daemon
+            text = str(exc) if isinstance(exc, ConfigError) else f"internal error: {type(exc).__name__}: {exc}"
+            log.error("reload failed, keeping the running config: %s", text)
+            self.status_event("error", f"reload failed, keeping the running config: {text}")
+        self.notifier.ready(self._human_status())
+
+    def _reload_file(self) -> None:
+        new = config.load(self.args)
+        edited: dict[str, dict[str, Any]] = {}  # live keys whose file/flag value changed since the last read
+        for key, (_, value) in config.diff(self._file_cfg, new).items():
+            if key.startswith(live.LIVE_KEYS):
+                section, name = key.split(".", 1)
+                edited.setdefault(section, {})[name] = value
+        try:
+            merged = config.from_mapping(edited, self.cfg, path=new.path)
         except ConfigError as exc:
-            log.error("reload failed, keeping the running config: %s", exc)
-            self.status_event("error", f"reload failed, keeping the running config: {exc}")
-            self.notifier.ready(self._human_status())
-            return
+            raise ConfigError(f"{new.path}: {exc} (with the values set through the control socket)") from None
         restart = live.restart_needed(self.cfg, new)
-        changes = self._apply(new)
+        changes = self._apply(merged)
+        self._file_cfg = new
+        kept = sorted(k for k in config.diff(merged, new) if k.startswith(live.LIVE_KEYS))
         text = f"reloaded {new.path or 'defaults'}: " + (live.describe(changes) if changes else "no live changes")
+        if kept:
+            text += f"; kept from control requests: {', '.join(kept)}"
         if restart:
             text += f"; needs a restart: {', '.join(restart)}"
         log.info("%s", text)
         self.status_event("config", text, changed={k: list(v) for k, v in changes.items()}, restart_needed=restart,
-                          file=new.path)
-        self.notifier.ready(self._human_status())
+                          kept=kept, file=new.path)
 
     # -- main loop -------------------------------------------------------------------------------
     def welcome(self) -> None:
@@ -366,7 +389,26 @@ class Daemon:
                          total / SAMPLE_RATE_HZ, 10 * self._progress_step, self._segments)
 
     def run(self) -> int:
+        """Process audio until a signal, the end of the input or a failure; the exit status.
+
+        Every exit path goes through :meth:`shutdown`: an open segment gets its ``speech_end``
+        and the ``stopping`` status goes out, also after an unexpected exception (exit 1)."""
+        from vadstream.audio.blocks import SourceError
+
         self.install_signal_handlers()
+        end_reason, failure = EndReason.SHUTDOWN, None
+        try:
+            end_reason = self._run_loop()
+        except SourceError as exc:  # e.g. the microphone cannot be opened at start
+            failure = str(exc)
+            log.error("%s", exc)
+        except Exception as exc:  # noqa: BLE001 - one clear line, details at debug level
+            failure = f"internal error: {type(exc).__name__}: {exc}"
+            log.error("%s", failure)
+            log.debug("traceback", exc_info=True)
+        return self.shutdown(end_reason, failure)
+
+    def _run_loop(self) -> EndReason:
         self.wait_for_subscriber()
         spec = self.vad.spec
         self.status_event("started", f"vadstream {__version__} started: model {spec.name} {spec.version}, "
@@ -382,7 +424,6 @@ class Daemon:
         if stats.get("kind") == "file" and not stats.get("realtime", True) \
                 and stats.get("duration_s", 0) >= PROGRESS_MIN_S:
             self._progress_total = int(stats["duration_s"] * SAMPLE_RATE_HZ)
-        end_reason = EndReason.SHUTDOWN
         while self._stop is None:
             block = self.source.read(READ_TIMEOUT_S)
             self._update_audio_subscribers()
@@ -401,8 +442,7 @@ class Daemon:
                     self.notifier.ready(self._human_status())
                     log.info("ready: first audio block processed from %s", self.source.name)
             elif self.source.finished:
-                end_reason = EndReason.END_OF_INPUT
-                break
+                return EndReason.END_OF_INPUT
             now = time.monotonic()
             self.notifier.watchdog(now)
             self.heartbeat(now)
@@ -411,15 +451,25 @@ class Daemon:
             if self._reload:
                 self.reload()
             self.welcome()
-        return self.shutdown(end_reason)
+        return EndReason.SHUTDOWN
 
-    def shutdown(self, reason: EndReason) -> int:
-        why = "end of input" if reason is EndReason.END_OF_INPUT else f"received {self._stop}"
+    def shutdown(self, reason: EndReason, failure: str | None = None) -> int:
+        """Close an open segment (``speech_end``), publish ``stopping``, close everything; the exit status."""
+        if failure is not None:
+            why = failure
+        else:
+            why = "end of input" if reason is EndReason.END_OF_INPUT else f"received {self._stop}"
         self.notifier.stopping(f"stopping: {why}")
         try:
             self._publish_output(self.stream.close() if reason is EndReason.END_OF_INPUT else self.stream.stop(reason))
         except Exception as exc:  # noqa: BLE001
             self._error(f"final flush failed: {type(exc).__name__}: {exc}")
+        if self._open_start is not None:  # the stream could not close it: the promise still holds
+            s, fed = self._open_start, max(self._open_start, self.stream.sample_index)
+            self._open_start = None
+            self._segments += 1
+            self.publish(SpeechEnded(sample_index=fed, wall_time_ns=self._wall_ns(fed), probability=0.0,
+                                     decided_sample=fed, start_sample=s, reason=reason.value))
         p = self.publisher
         self.status_event("stopping", f"stopping: {why}", audio_s=self.audio_s,
                           segments=self._segments, published=p.seq + 1, dropped=p.dropped,
@@ -427,15 +477,15 @@ class Daemon:
         log.info("stopping (%s): %.2f s of audio, %d segment(s), %d message(s) published, %d drop episode(s), "
                  "%d overflow(s), %d error(s)", why, self.audio_s, self._segments, p.seq, p.dropped,
                  self._overflows, self._errors)
-        try:
-            self.source.close()
-        except Exception as exc:  # noqa: BLE001
-            log.warning("closing the source failed: %s", exc)
-        if self.control is not None:
-            self.control.close()
-        self.publisher.close()
-        self.notifier.close()
-        return 1 if self._source_failed else 0
+        for name, close in (("source", self.source.close),
+                            ("control socket", self.control.close if self.control is not None else None),
+                            ("publisher", self.publisher.close), ("systemd notifier", self.notifier.close)):
+            try:
+                if close is not None:
+                    close()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("closing the %s failed: %s", name, exc)
+        return 1 if self._source_failed or failure is not None else 0
 
 
 def main(args) -> int:
@@ -457,15 +507,7 @@ def main(args) -> int:
     except (ModelError, SourceError, OSError) as exc:
         log.error("%s", exc)
         return 1
-    try:
-        return daemon.run()
-    except SourceError as exc:  # e.g. the microphone cannot be opened at start
-        log.error("%s", exc)
-        return 1
-    except Exception as exc:  # noqa: BLE001 - one clear line, details at debug level
-        log.error("internal error: %s: %s", type(exc).__name__, exc)
-        log.debug("traceback", exc_info=True)
-        return 1
+    return daemon.run()  # every failure inside is one line, the open segment closed, exit 1
 
 
 if __name__ == "__main__":  # python -m vadstream.service.daemon: the daemon alone, without the other commands

@@ -206,7 +206,9 @@ class Stream:
         segment (reason ``end_of_input``) at ``end_sample`` (default: the last sample fed).
         ``sample_index`` stays at the end; audio fed after this starts a fresh Vad and Detector
         there (:meth:`reset` starts over at sample 0)."""
-        out = self._scored(self.vad.flush())
+        # after resync() the audio still waiting for lookahead was cut off: it is not scored (it
+        # would score the old audio again and could open a segment after the device_lost end)
+        out = _NOTHING if self._resync else self._scored(self.vad.flush())
         out = out + self._end_segment(EndReason.END_OF_INPUT, end_sample)
         self.reset(self._fed)
         return out
