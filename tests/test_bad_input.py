@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from daemon_util import model_path
+from daemon_util import DaemonProcess, model_path
 from wav_bytes import wav16k
 
 from vadstream.commands import cli
@@ -235,3 +235,91 @@ def test_non_utf8_config_is_one_line_and_exit_2(tmp_path):
     units = Path(__file__).resolve().parent.parent / "systemd"
     for unit in ("vadstream.service", "vadstream-user.service"):
         assert "RestartPreventExitStatus=2\n" in (units / unit).read_text()
+
+
+# -- permission denied vs no process behind the socket (#4) ----------------------------------------
+
+def listen_cmd(*args: str, as_nobody: bool = False, timeout: float = 30) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "vadstream.commands.listen", *args]
+    if as_nobody:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd="/")
+
+
+def test_stale_socket_file_says_no_process_behind_it(tmp_path):
+    import socket
+
+    for name in ("events", "control"):  # what a crashed daemon leaves behind
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(str(tmp_path / name))
+        s.close()
+    status = listen_cmd("--control-endpoint", f"ipc://{tmp_path}/control", "--status")
+    assert (status.returncode, status.stderr) == (
+        1, f"vadstream listen: error: no process behind {tmp_path}/control: a stale socket file (the daemon is not "
+           "running)\n")
+    events = listen_cmd("--endpoint", f"ipc://{tmp_path}/events", "--timeout", "0.3")
+    assert events.returncode == 1
+    assert events.stderr.splitlines()[0] == (f"vadstream listen: no process behind {tmp_path}/events: a stale socket "
+                                             "file (the daemon is not running); waiting for a daemon")
+
+
+def test_permission_denied_on_the_socket_is_said_in_one_line(tmp_path):
+    """A user outside the socket's group used to get `listening on ...` and silence."""
+    import os
+    import shutil
+    import tempfile
+
+    as_nobody = os.geteuid() == 0
+    if as_nobody and shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv to run the listener as another user")
+    run_dir = Path(tempfile.mkdtemp(prefix="vadstream-perm-"))
+    run_dir.chmod(0o755)  # the directory is searchable, the socket files are 0660 root:root
+    d = DaemonProcess(tmp_path, "--input", "-", "--endpoint", f"ipc://{run_dir}/events", "--control-endpoint",
+                      f"ipc://{run_dir}/control", stdin=subprocess.PIPE)
+    try:
+        request_until_up(f"ipc://{run_dir}/control")
+        if not as_nobody:  # an ordinary user cannot switch users: take the permission away instead
+            for name in ("events", "control"):
+                (run_dir / name).chmod(0)
+        for name, args in (("events", ["--endpoint", f"ipc://{run_dir}/events"]),
+                           ("control", ["--control-endpoint", f"ipc://{run_dir}/control", "--status"])):
+            proc = listen_cmd(*args, "--timeout", "5", as_nobody=as_nobody)
+            path = run_dir / name
+            st = path.stat()
+            group, owner = grp_name(st.st_gid), pwd_name(st.st_uid)
+            assert (proc.returncode, proc.stdout) == (1, "")
+            assert proc.stderr == (f"vadstream listen: error: permission denied on the socket file {path} (mode "
+                                   f"{st.st_mode & 0o777:04o}, owner {owner}, group {group}: add yourself to the "
+                                   f"group: sudo usermod -aG {group} $USER, then log in again)\n")
+    finally:
+        d.proc.stdin.close()
+        d.wait(10)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def grp_name(gid: int) -> str:
+    import grp
+
+    return grp.getgrgid(gid).gr_name
+
+
+def pwd_name(uid: int) -> str:
+    import pwd
+
+    return pwd.getpwuid(uid).pw_name
+
+
+def request_until_up(endpoint: str, timeout_s: float = 20) -> None:
+    import time
+
+    from vadstream.wire.client import ControlError, request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            request(endpoint, "status", timeout_s=0.5)
+            return
+        except ControlError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

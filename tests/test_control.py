@@ -73,6 +73,15 @@ def test_error_reply_raises_control_error(server):
         request(srv.last_endpoint, "dance", context=ctx)
 
 
-def test_no_daemon_times_out_with_a_clear_error(tmp_path):
-    with pytest.raises(ControlError, match="no answer from .* within 0.2 s"):
+def test_no_daemon_is_said_at_once_and_a_silent_one_times_out(tmp_path):
+    with pytest.raises(ControlError, match=f"^no daemon: {tmp_path}/nobody does not exist"):
         request(f"ipc://{tmp_path}/nobody", "status", timeout_s=0.2)
+    ctx = zmq.Context()
+    mute = ctx.socket(zmq.REP)  # bound, never answers
+    mute.bind(f"ipc://{tmp_path}/mute")
+    try:
+        with pytest.raises(ControlError, match="no answer from .* within 0.2 s"):
+            request(f"ipc://{tmp_path}/mute", "status", timeout_s=0.2, context=ctx)
+    finally:
+        mute.close(0)
+        ctx.destroy(linger=0)

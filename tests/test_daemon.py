@@ -261,12 +261,12 @@ def test_slow_subscriber_does_not_stall_processing(track, tmp_path, ctx):
 def test_a_second_daemon_on_the_same_endpoint_is_refused(tmp_path, ctx):
     first = DaemonProcess(tmp_path, "--input", "-", stdin=subprocess.PIPE)
     try:
-        for _ in range(100):  # up once its control socket answers
+        for _ in range(300):  # up once its control socket answers (a missing file fails at once)
             try:
                 request(first.control, "status", timeout_s=0.3, context=ctx)
                 break
             except ControlError:
-                pass
+                time.sleep(0.05)
         second = DaemonProcess(tmp_path, "--input", "-", stdin=subprocess.PIPE)
         assert second.wait(30) == 1
         assert f"another vadstream (pid {first.proc.pid}) is already publishing" in second.stderr()

@@ -91,6 +91,14 @@ def main(args) -> int:
     def on_invalid(text: str) -> None:
         print(f"vadstream listen: invalid message skipped: {text}", file=sys.stderr, flush=True)
 
+    from vadstream.wire.endpoints import unreachable
+
+    problem = unreachable(events_ep)
+    if problem and problem.startswith("permission denied"):  # waiting would be silence forever
+        print(f"vadstream listen: error: {problem}", file=sys.stderr)
+        return 1
+    if problem:  # no daemon yet, or a stale socket file: say so, and wait for one to start
+        print(f"vadstream listen: {problem}; waiting for a daemon", file=sys.stderr, flush=True)
     shown = 0
     if not args.json:
         print(f"listening on {events_ep} ({', '.join(topics(args))})", file=sys.stderr, flush=True)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import zmq
 
 from vadstream.wire import events
-from vadstream.wire.endpoints import default_endpoint
+from vadstream.wire.endpoints import default_endpoint, unreachable
 from vadstream.wire.events import Message, ParseError
 
 if TYPE_CHECKING:
@@ -163,10 +163,14 @@ def request(endpoint: str | None, command: dict[str, Any] | str, timeout_s: floa
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     try:
+        problem = unreachable(endpoint, probe=False)  # no file, no permission: say so at once
+        if problem:
+            raise ControlError(problem)
         sock.connect(endpoint)
         sock.send(json.dumps({"cmd": command} if isinstance(command, str) else command).encode())
         if not sock.poll(int(timeout_s * 1000)):
-            raise ControlError(f"no answer from {endpoint} within {timeout_s} s (is the daemon running?)")
+            raise ControlError(unreachable(endpoint) or f"no answer from {endpoint} within {timeout_s} s "
+                               "(is the daemon running?)")
         reply = json.loads(sock.recv())
     finally:
         sock.close(0)
