@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vadstream.audio.history import SampleHistory, float_to_int16
+from vadstream.audio.history import SampleHistory
 from vadstream.service.audio_tap import MAX_UTTERANCE_S, AudioTap, history_seconds
+from vadstream.stages.samples import to_int16
 from vadstream.wire.audio import SpeechAudio, Utterance, parse_audio
 from vadstream.wire.events import ParseError, parse
 
@@ -22,10 +23,10 @@ def as_float(x: np.ndarray) -> np.ndarray:
 
 # -- int16 conversion and history ------------------------------------------------------------------
 
-def test_float_to_int16_inverts_the_int16_scaling_exactly():
+def test_to_int16_inverts_the_int16_scaling_exactly():
     x = np.arange(-32768, 32768, dtype=np.int32).astype("<i2")
-    assert np.array_equal(float_to_int16(as_float(x)), x)
-    assert float_to_int16(np.array([1.0, -1.5, 0.49 / 32768], np.float32)).tolist() == [32767, -32768, 0]
+    assert np.array_equal(to_int16(as_float(x)), x)
+    assert to_int16(np.array([1.0, -1.5, 0.49 / 32768], np.float32)).tolist() == [32767, -32768, 0]
 
 
 def test_history_keeps_the_newest_samples_by_stream_index():

@@ -11,10 +11,10 @@ from daemon_util import RATE, Collector, model_path, speech_track
 from test_daemon_blocks import ScriptedSource, blocks
 
 from vadstream.audio.blocks import SourceStatus
-from vadstream.audio.history import float_to_int16
 from vadstream.service import config
 from vadstream.service.daemon import Daemon
 from vadstream.stages.detector import EndReason
+from vadstream.stages.samples import to_int16
 from vadstream.wire.audio import SpeechAudio, Utterance
 from vadstream.wire.events import SpeechEnded
 
@@ -55,7 +55,7 @@ def test_max_speech_split_gives_overlapping_whole_utterances(tmp_path):
     speech, _ = speech_track(tmp_path, [0.8, "the quick brown fox jumps over the lazy dog and the cat", 0.8])
     d, col, ctx = make_daemon(tmp_path, max_speech_s=1.0)
     col = run(d, col, ctx, blocks(speech, 0))
-    stream = float_to_int16(np.clip(speech, -1, 1))  # the stream the model saw, as int16
+    stream = to_int16(np.clip(speech, -1, 1))  # the stream the model saw, as int16
     ends = col.of(SpeechEnded)
     utts = col.of(Utterance)
     assert sum(e.reason == "max_speech" for e in ends) >= 1
@@ -86,7 +86,7 @@ def test_hole_and_device_loss_mid_speech(tmp_path):
     script += [SourceStatus("lost", "device unplugged", {"device": "USB mic"})]
     d, col, ctx = make_daemon(tmp_path)
     col = run(d, col, ctx, script)
-    stream = np.concatenate([float_to_int16(speech[:cut]), np.zeros(hole, "<i2"), float_to_int16(speech[cut:])])
+    stream = np.concatenate([to_int16(speech[:cut]), np.zeros(hole, "<i2"), to_int16(speech[cut:])])
     utts, ends = col.of(Utterance), col.of(SpeechEnded)
     assert len(utts) == len(ends) >= 1
     for u in utts:

@@ -11,14 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-INT16_SCALE = 32768.0
-
-
-def float_to_int16(x: np.ndarray) -> np.ndarray:
-    """float samples in [-1, 1) to int16 (round to nearest, clipped). Exact inverse of ``int16 / 32768``."""
-    y = np.rint(np.multiply(x, np.float32(INT16_SCALE), dtype=np.float32))
-    return np.clip(y, -32768, 32767).astype("<i2")
-
 
 class SampleHistory:
     """The last ``capacity_samples`` samples of a stream (int16), by their stream sample index.

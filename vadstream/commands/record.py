@@ -28,8 +28,8 @@ import wave
 from pathlib import Path
 
 from vadstream.service import config
+from vadstream.stages.samples import SAMPLE_RATE_HZ
 
-SAMPLE_RATE_HZ = 16000
 PREFIX = "utt-"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 

@@ -25,10 +25,10 @@ from typing import Callable
 
 import numpy as np
 
-from vadstream.audio.history import SampleHistory, float_to_int16
+from vadstream.audio.history import SampleHistory
+from vadstream.stages.samples import to_int16
 from vadstream.wire.audio import AudioMessage, SpeechAudio, Utterance
 
-SAMPLE_RATE_HZ = 16000
 MAX_UTTERANCE_S = 300.0  # longest utterance held when segments are not split (9.6 MB of int16)
 SLACK_S = 2.0  # model lookahead, a hop, one capture block (up to 1 s) and padding past the end decision
 
@@ -96,7 +96,7 @@ class AudioTap:
             h = self.history = SampleHistory(self.capacity_samples)
         elif start_sample != h.end and len(h):  # the stream timeline restarted: nothing more of the old one
             out += self.flush()
-        h.append(start_sample, float_to_int16(x))
+        h.append(start_sample, to_int16(x))
         if self._streaming and self._segment is not None:
             seg = self._segment[0]
             out.append(self._chunk(max(self._sent_to, h.start, seg - self.pre_roll_samples), h.end, seg))

@@ -26,7 +26,8 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from vadstream.wire.events import SAMPLE_RATE_HZ, SCHEMA_VERSION, Message, ParseError
+from vadstream.stages.samples import SAMPLE_RATE_HZ, to_float32
+from vadstream.wire.events import SCHEMA_VERSION, Message, ParseError
 
 AUDIO_TOPIC_PREFIX = "audio."
 PCM_FORMAT = "s16le"
@@ -58,7 +59,7 @@ class AudioMessage(Message):
 
     def float32(self) -> np.ndarray:
         """The samples as float32 in [-1, 1) (``int16 / 32768``, as the model saw them)."""
-        return self.samples.astype(np.float32) / np.float32(32768.0)
+        return to_float32(self.samples)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "type": self.TYPE}
