@@ -104,3 +104,11 @@ def test_bad_arguments_exit_2(tmp_path):
         assert res.returncode == 2, (extra, res.stderr)
         last = res.stderr.strip().splitlines()[-1]
         assert last.startswith("vadstream record: error:") and why in last and "Traceback" not in res.stderr
+
+
+def test_no_daemon_is_said_and_a_timeout_ends_it(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "vadstream", "record", str(tmp_path / "rec"), "--endpoint",
+                          f"ipc://{tmp_path}/nothing", "--timeout", "0.5"], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 1 and res.stdout == ""
+    assert f"no daemon: {tmp_path}/nothing does not exist" in res.stderr
+    assert "no utterance for 0.5 s" in res.stderr and "Traceback" not in res.stderr

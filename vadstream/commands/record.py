@@ -227,6 +227,15 @@ def main(args) -> int:
         print(f"vadstream record: missed {gap.missing} utterance(s): this recorder fell behind the daemon",
               file=sys.stderr, flush=True)
 
+    from vadstream.wire.endpoints import unreachable
+
+    problem = unreachable(endpoint)
+    if problem and problem.startswith("permission denied"):  # waiting would be silence forever
+        if runner:
+            runner.finish()
+        return fail(problem, 1)
+    if problem:  # no daemon yet, or a stale socket file: say so, and wait for one to start
+        print(f"vadstream record: {problem}; waiting for a daemon", file=sys.stderr, flush=True)
     print(f"vadstream record: recording utterances from {endpoint} into {args.dir}", file=sys.stderr, flush=True)
     written = 0
     status = 0
