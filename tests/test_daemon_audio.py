@@ -155,12 +155,14 @@ def test_slow_audio_subscriber_leaves_event_latency_unchanged(tmp_path, ctx, tra
     wav = tmp_path / "twice.wav"
     from daemon_util import write_wav as write
 
-    write(wav, np.tile(pcm.astype(np.float32) / 32768, 2))  # ~16 s, about 600 KB of speech audio
+    write(wav, np.tile(pcm.astype(np.float32) / 32768, 2))  # ~16 s
     runs = {}
     for name in ("plain", "slow"):
         d = tmp_path / name
         d.mkdir()
-        runs[name] = DaemonProcess(d, "--input", str(wav), "--prob", "--hwm", "20", "--heartbeat-s", "0.5")
+        # long rolls: about 1.5 MB of speech audio, well past what the socket buffers absorb
+        runs[name] = DaemonProcess(d, "--input", str(wav), "--prob", "--hwm", "20", "--heartbeat-s", "0.5",
+                                   "--pre-roll-ms", "3000", "--post-roll-ms", "3000")
     cols = {name: ArrivalCollector(p.events, ctx) for name, p in runs.items()}
     slow = ctx.socket(zmq.SUB)
     slow.setsockopt(zmq.RCVHWM, 1)
