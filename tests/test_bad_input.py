@@ -323,3 +323,21 @@ def request_until_up(endpoint: str, timeout_s: float = 20) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def test_native_stderr_filter_drops_portaudio_noise_and_keeps_the_rest():
+    """The unit behind test_e2e's device-loss check: what C code writes to fd 2 is filtered by
+    pattern, the daemon's own lines and anything unknown pass unchanged."""
+    code = (
+        "import logging, os, time\n"
+        "from vadstream.service.logs import filter_native_stderr, setup_logging\n"
+        "filter_native_stderr(); setup_logging('info')\n"
+        "os.write(2, b\"Expression 'alsa_snd_pcm_poll_descriptors_revents( x )' failed in "
+        "'src/hostapi/alsa/pa_linux_alsa.c', line: 3665\\n\")\n"
+        "os.write(2, b'ALSA lib pcm.c:8545:(snd_pcm_recover) underrun occurred\\n')\n"
+        "os.write(2, b'a message from elsewhere\\n')\n"
+        "logging.getLogger('vadstream').warning('device lost')\n"
+        "time.sleep(0.3)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stderr.splitlines()) == ["a message from elsewhere", "vadstream: warning: device lost"]

@@ -185,6 +185,10 @@ def test_device_lost_mid_speech_and_restored(server, tmp_path):
         d.kill()
         ctx.destroy(linger=0)
     check_stream(col)
+    # PortAudio's and ALSA's own messages about the lost device stay out of stderr (the journal):
+    # the daemon's one-line lost/restored reports say it (issue 10, #10).
+    noise = [line for line in d.stderr().splitlines() if not line.startswith("vadstream: ")]
+    assert noise == [], noise
     speech = [m for m in col.messages if isinstance(m, (SpeechStarted, SpeechEnded))]
     timeline = [(m.TYPE, round(m.sample_index / 16000, 3), getattr(m, "kind", getattr(m, "reason", "")))
                 for m in col.messages if not isinstance(m, Heartbeat)]

@@ -30,6 +30,15 @@ def unit_settings(name: str) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("name", UNITS)
+def test_units_documentation_link_is_a_real_page(name):
+    """Both units pointed at docs/daemon.md when it did not exist (issue 10, #10)."""
+    (link,) = unit_settings(name)["Documentation"]
+    assert link.startswith("file:///opt/vadstream/")  # where the README installs the repository
+    page = REPO / link[len("file:///opt/vadstream/"):]
+    assert page.is_file() and "RestartPreventExitStatus" in page.read_text()
+
+
+@pytest.mark.parametrize("name", UNITS)
 def test_units_keep_the_notify_contract_and_avoid_the_sound_traps(name):
     s = unit_settings(name)
     assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"]

@@ -33,7 +33,7 @@ from vadstream import __version__
 from vadstream.service import config, live
 from vadstream.service.audio_tap import AudioTap, history_seconds
 from vadstream.service.config import Config, ConfigError
-from vadstream.service.logs import set_level, setup_logging
+from vadstream.service.logs import filter_native_stderr, set_level, setup_logging
 from vadstream.stages.detector import EndReason, SpeechStart
 from vadstream.stages.samples import SAMPLE_RATE_HZ
 from vadstream.stages.stream import Stream, StreamOutput
@@ -498,6 +498,8 @@ def main(args) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    if cfg.input.input is None:  # the microphone: PortAudio/ALSA print device-loss noise to fd 2
+        filter_native_stderr()
     setup_logging(cfg.logging.level)
     try:
         daemon = Daemon(cfg, args)

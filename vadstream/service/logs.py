@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+import threading
 
 
 class LineFormatter(logging.Formatter):
@@ -50,3 +52,36 @@ def setup_logging(level: str) -> None:
 
 def set_level(level: str) -> None:
     logging.getLogger().setLevel(level.upper())
+
+
+# PortAudio's ALSA host API and ALSA itself print straight to file descriptor 2 when a device
+# goes away (a dozen "Expression '...' failed in 'src/hostapi/alsa/pa_linux_alsa.c'" lines per
+# loss); the daemon already says it in one line (status "lost").
+NATIVE_NOISE = re.compile(r"^(Expression '.*' failed in '.*', line: \d+|ALSA lib |PaAlsaStream|"
+                          r"Cannot connect to server socket|jack server is not running|JackShmReadWritePtr)")
+native_log = logging.getLogger("vadstream.native")
+
+
+def filter_native_stderr() -> None:
+    """Route what C libraries write to fd 2 through a thread that drops PortAudio's and ALSA's
+    device-loss messages (kept at debug level) and passes everything else on unchanged.
+
+    Python's own stderr (log lines, tracebacks) moves to a duplicate of the original stderr, so
+    it never waits on the thread. Call once, before :func:`setup_logging`, in the daemon only."""
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    sys.stderr.flush()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    sys.stderr = open(real, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+
+    def pump() -> None:
+        with open(read_end, "rb") as pipe:
+            for raw in pipe:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if NATIVE_NOISE.match(line):
+                    native_log.debug("%s", line)
+                else:
+                    os.write(real, raw)
+
+    threading.Thread(target=pump, name="vadstream-native-stderr", daemon=True).start()
