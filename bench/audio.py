@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from vadstream.stages.samples import SAMPLE_RATE_HZ
+
 from . import daemon, report
 
-RATE = 16000
+RATE = SAMPLE_RATE_HZ
 MODES = {
     "none": "event subscriber only (`vad.`): no audio work",
     "reader": "+ a subscriber reading `audio.utterance` and `audio.speech`",

@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from vadstream.evaluation import evaluate, metrics
+from vadstream.stages.samples import SAMPLE_RATE_HZ, to_float32, to_int16
 
 from . import report
 
-RATE = 16000
+RATE = SAMPLE_RATE_HZ
 
 
 def log(msg: str) -> None:
@@ -189,7 +190,7 @@ def write_wav(path: Path, audio: np.ndarray) -> Path:
 
 def quantise(audio: np.ndarray) -> np.ndarray:
     """What the daemon receives from a 16-bit file: int16 scaled by 1/32768."""
-    return (np.clip(np.round(audio * 32768.0), -32768, 32767) / 32768.0).astype(np.float32)
+    return to_float32(to_int16(audio))
 
 
 # --------------------------------------------------------------------------------------------

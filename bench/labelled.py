@@ -14,8 +14,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-
 LABEL_SUFFIXES = (".scv", ".csv", ".txt", ".lab")
 NOT_SPEECH = {"0", "nonspeech", "non-speech", "silence", "noise", "sil", "ns"}
 

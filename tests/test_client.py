@@ -8,12 +8,12 @@ import pytest
 import zmq
 
 from vadstream.wire.client import Gap, Subscriber
-from vadstream.wire.events import SpeechEnded, SpeechStarted, Status
+from vadstream.wire.events import SpeechEnd, SpeechStart, Status
 from vadstream.wire.publisher import Publisher
 
 
 def start(i):
-    return SpeechStarted(sample_index=i, wall_time_ns=time.time_ns(), probability=0.9, decided_sample=i + 320)
+    return SpeechStart(sample_index=i, wall_time_ns=time.time_ns(), probability=0.9, decided_sample=i + 320)
 
 
 @pytest.fixture
@@ -41,12 +41,12 @@ def test_typed_events_and_gap_detection(ctx, tmp_path):
     pub.publish(start(0))
     pub.seq += 3  # three messages this subscriber never sees ...
     pub._topic_seq["speech_start"] += 3  # ... all of them speech starts
-    pub.publish(SpeechEnded(sample_index=800, wall_time_ns=1, probability=0.1, decided_sample=900,
+    pub.publish(SpeechEnd(sample_index=800, wall_time_ns=1, probability=0.1, decided_sample=900,
                             start_sample=0, reason="silence"))
     pub.publish(start(1))
     a, b, c = sub.receive(2), sub.receive(2), sub.receive(2)
-    assert isinstance(a, SpeechStarted) and a.seq == 0 and a.topic_seq == 0 and a.source == "t"
-    assert isinstance(b, SpeechEnded) and b.seq == 4 and b.topic_seq == 0 and b.duration_s == 0.05
+    assert isinstance(a, SpeechStart) and a.seq == 0 and a.topic_seq == 0 and a.source == "t"
+    assert isinstance(b, SpeechEnd) and b.seq == 4 and b.topic_seq == 0 and b.duration_s == 0.05
     assert c.seq == 5 and c.topic_seq == 4
     assert gaps == [Gap(pub.stream_id, "vad.speech_start", 1, 4)] and gaps[0].missing == 3
     assert sub.receive(0.05) is None

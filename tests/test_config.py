@@ -81,7 +81,7 @@ level = "debug"
     ("[input]\nblock_ms = 0\n", ["input.block_ms", "0", "1.0 to 1000.0"]),
     ("[input]\nrealtime = \"yes\"\n", ["input.realtime", "'yes'", "true or false"]),
     ("[input]\nchannel = \"left\"\n", ["input.channel", "'left'", "downmix"]),
-    ("[input]\nsamplerate_hz = 100\n", ["input.samplerate_hz", "100", "8000 to 384000"]),
+    ("[input]\nsamplerate_hz = 100\n", ["input.samplerate_hz", "100", "4000 to 384000"]),
     ("[publisher]\nsndhwm = 0\n", ["publisher.sndhwm", "0", "1 to 1000000"]),
     ("[publisher]\nsndhwm = 2.5\n", ["publisher.sndhwm", "2.5", "integer"]),
     ("[publisher]\nendpoint = \"http://x\"\n", ["publisher.endpoint", "http://x", "tcp://"]),
@@ -147,3 +147,23 @@ def test_shipped_example_config_is_valid_and_documents_every_key():
         assert f"[{section}]" in text
         for field in config.dataclasses.fields(cls):
             assert f"{field.name} =" in text, f"{section}.{field.name} missing from the example"
+
+
+def test_input_bounds_are_one_table_for_the_config_file_and_source_spec():
+    """Every input limit is in INPUT_BOUNDS; the TOML loader and SourceSpec accept and refuse the same values."""
+    from vadstream.audio.blocks import INPUT_BOUNDS, SourceError, SourceSpec
+
+    for key, (low, high) in INPUT_BOUNDS.items():
+        integer = isinstance(low, int)
+        step = 1 if integer else 0.01
+        for value in (low, high):
+            cfg = config.from_mapping({"input": {key: value}})
+            spec = cfg.input.source_spec()
+            assert getattr(spec, key) == value, key
+        for value in (low - step, high + step):
+            if key == "samplerate_hz" and value == low - step:
+                value = low - 1000  # 0 means auto
+            with pytest.raises(ConfigError, match=f"input.{key}"):
+                config.from_mapping({"input": {key: value}})
+            with pytest.raises(SourceError, match=key):
+                SourceSpec(**{key: value})

@@ -13,7 +13,7 @@ import zmq
 from daemon_util import RATE, Collector, DaemonProcess, s16le, speech_track, write_wav
 
 from vadstream.wire.client import ControlError, request
-from vadstream.wire.events import Heartbeat, SpeechEnded, SpeechStarted, Status
+from vadstream.wire.events import Heartbeat, SpeechEnd, SpeechStart, Status
 
 # Event timing tolerance against the known speech regions (espeak-ng, trimmed): onset within
 # -0.3 .. +0.35 s (padding, model lookahead, min speech), offset within -0.35 .. +0.5 s (padding,
@@ -38,7 +38,7 @@ def ctx():
 
 
 def speech_events(messages):
-    return [m for m in messages if isinstance(m, (SpeechStarted, SpeechEnded))]
+    return [m for m in messages if isinstance(m, (SpeechStart, SpeechEnd))]
 
 
 def check_stream(col: Collector, from_zero: bool = True):
@@ -57,7 +57,7 @@ def check_stream(col: Collector, from_zero: bool = True):
 def check_segments(messages, regions):
     speech = speech_events(messages)
     kinds = [type(m) for m in speech]
-    assert kinds == [SpeechStarted, SpeechEnded] * (len(kinds) // 2) and kinds, f"not start/end pairs: {speech}"
+    assert kinds == [SpeechStart, SpeechEnd] * (len(kinds) // 2) and kinds, f"not start/end pairs: {speech}"
     starts, ends = speech[0::2], speech[1::2]
     for s, e in zip(starts, ends):
         assert e.start_sample == s.sample_index and e.sample_index > s.sample_index
@@ -159,12 +159,12 @@ def test_max_speech_splits_segments_back_to_back(track, tmp_path, ctx):
     col.close()
     check_stream(col)
     speech = speech_events(col.messages)
-    splits = [i for i, m in enumerate(speech) if isinstance(m, SpeechEnded) and m.reason == "max_speech"]
+    splits = [i for i, m in enumerate(speech) if isinstance(m, SpeechEnd) and m.reason == "max_speech"]
     assert len(splits) >= 2, speech
     for i in splits:
         end, nxt = speech[i], speech[i + 1]
         assert end.duration_s == pytest.approx(1.0, abs=0.021)
-        assert isinstance(nxt, SpeechStarted) and nxt.sample_index == end.sample_index
+        assert isinstance(nxt, SpeechStart) and nxt.sample_index == end.sample_index
 
 
 def test_sigterm_closes_the_open_segment_and_exits_within_1s(track, tmp_path, ctx):
@@ -174,14 +174,14 @@ def test_sigterm_closes_the_open_segment_and_exits_within_1s(track, tmp_path, ct
     d.wait_subscribed(ctx)
     d.proc.stdin.write(s16le(audio[: int((regions[0][0] + 1.5) * RATE)]))  # silence, then speech; stdin stays open
     d.proc.stdin.flush()
-    col.wait_for(lambda m: isinstance(m, SpeechStarted), timeout_s=20)
+    col.wait_for(lambda m: isinstance(m, SpeechStart), timeout_s=20)
     t0 = time.monotonic()
     d.signal(signal.SIGTERM)
     rc = d.wait(5)
     took = time.monotonic() - t0
     assert rc == 0, d.stderr()
     assert took < 1.0, f"exit took {took:.2f} s"
-    end = col.wait_for(lambda m: isinstance(m, SpeechEnded), timeout_s=2)
+    end = col.wait_for(lambda m: isinstance(m, SpeechEnd), timeout_s=2)
     assert end.reason == "shutdown"
     last = col.wait_for(lambda m: isinstance(m, Status) and m.kind == "stopping", timeout_s=2)
     assert "SIGTERM" in last.message and last.seq == end.seq + 1

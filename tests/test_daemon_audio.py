@@ -9,7 +9,7 @@ import zmq
 from daemon_util import RATE, Collector, DaemonProcess, speech_track, write_wav
 
 from vadstream.wire.audio import SpeechAudio, Utterance
-from vadstream.wire.events import SpeechEnded, SpeechStarted, Status
+from vadstream.wire.events import SpeechEnd, SpeechStart, Status
 
 LAYOUT = [1.0, "the quick brown fox jumps over the lazy dog", 1.5, "hello world this is vadstream speaking", 1.2]
 PRE_ROLL = 8000  # the defaults: 500 ms
@@ -52,7 +52,7 @@ def run_file(tmp_path, ctx, wav, *args, topics=(b"",)):
 def test_file_utterances_are_the_input_samples_with_pre_and_post_roll(tmp_path, ctx, track):
     pcm, regions, wav = track
     col = run_file(tmp_path, ctx, wav)
-    ends = col.of(SpeechEnded)
+    ends = col.of(SpeechEnd)
     utts = col.of(Utterance)
     assert len(ends) == len(regions) == 2
     assert len(utts) == len(ends)
@@ -64,11 +64,11 @@ def test_file_utterances_are_the_input_samples_with_pre_and_post_roll(tmp_path, 
         assert u.sample_index < round(on_s * RATE) < u.start_sample + 0.35 * RATE  # pre-roll before the onset
         assert u.end_of_audio > round(off_s * RATE)
         assert 0.0 < u.probability <= 1.0
-        start = next(s for s in col.of(SpeechStarted) if s.sample_index == u.start_sample)
+        start = next(s for s in col.of(SpeechStart) if s.sample_index == u.start_sample)
         assert u.probability == pytest.approx(start.probability)
     # the utterance goes out right after its speech_end (the post-roll was already there)
-    order = [m for m in col.messages if isinstance(m, (SpeechEnded, Utterance))]
-    assert [type(m) for m in order] == [SpeechEnded, Utterance] * len(ends)
+    order = [m for m in col.messages if isinstance(m, (SpeechEnd, Utterance))]
+    assert [type(m) for m in order] == [SpeechEnd, Utterance] * len(ends)
     assert all(m.stream_id == ends[0].stream_id for m in utts)
 
 
@@ -76,7 +76,7 @@ def test_file_speech_chunks_reassemble_to_the_input(tmp_path, ctx, track):
     pcm, regions, wav = track
     col = run_file(tmp_path, ctx, wav, topics=(b"audio.speech", b"vad.speech_", b"vad.status"))
     assert col.of(Utterance) == []  # not subscribed: not sent
-    starts = col.of(SpeechStarted)
+    starts = col.of(SpeechStart)
     chunks = col.of(SpeechAudio)
     assert [c.topic_seq for c in chunks] == list(range(len(chunks)))
     for s in starts:
@@ -88,7 +88,7 @@ def test_file_speech_chunks_reassemble_to_the_input(tmp_path, ctx, track):
         got = np.concatenate([c.samples for c in mine])
         first = mine[0].sample_index
         assert np.array_equal(got, pcm[first:first + got.size])  # bit-identical
-        end = next(e for e in col.of(SpeechEnded) if e.start_sample == s.sample_index)
+        end = next(e for e in col.of(SpeechEnd) if e.start_sample == s.sample_index)
         assert mine[-1].end_sample == end.sample_index and mine[-1].reason == end.reason
         assert first + got.size >= end.sample_index  # streamed past the end: up to the end decision
 
@@ -101,7 +101,7 @@ def test_no_audio_subscriber_no_audio_work(tmp_path, ctx, track):
     try:
         from vadstream.wire.client import request
 
-        col.wait_for(lambda m: isinstance(m, SpeechEnded), 15)
+        col.wait_for(lambda m: isinstance(m, SpeechEnd), 15)
         status = request(daemon.control, "status", context=ctx)["status"]
         audio = status["audio"]
         assert (audio["utterance_subscribed"], audio["speech_subscribed"], audio["history_samples"]) == (False, False, 0)
@@ -184,7 +184,7 @@ def test_slow_audio_subscriber_leaves_event_latency_unchanged(tmp_path, ctx, tra
         for topic in {m.topic for m in c.messages}:  # the event subscriber missed nothing
             seqs = [m.topic_seq for m in c.messages if m.topic == topic]
             assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), topic
-    speech = {n: [(type(m), m.sample_index) for m in c.messages if isinstance(m, (SpeechStarted, SpeechEnded))]
+    speech = {n: [(type(m), m.sample_index) for m in c.messages if isinstance(m, (SpeechStart, SpeechEnd))]
               for n, c in cols.items()}
     assert speech["plain"] == speech["slow"] and len(speech["plain"]) == 8
     stop = {n: c.of(Status)[-1].details for n, c in cols.items()}

@@ -16,7 +16,7 @@ from vadstream.service.daemon import Daemon
 from vadstream.stages.detector import EndReason
 from vadstream.stages.samples import to_int16
 from vadstream.wire.audio import SpeechAudio, Utterance
-from vadstream.wire.events import SpeechEnded
+from vadstream.wire.events import SpeechEnd
 
 
 def make_daemon(tmp_path, **detector):
@@ -56,7 +56,7 @@ def test_max_speech_split_gives_overlapping_whole_utterances(tmp_path):
     d, col, ctx = make_daemon(tmp_path, max_speech_s=1.0)
     col = run(d, col, ctx, blocks(speech, 0))
     stream = to_int16(np.clip(speech, -1, 1))  # the stream the model saw, as int16
-    ends = col.of(SpeechEnded)
+    ends = col.of(SpeechEnd)
     utts = col.of(Utterance)
     assert sum(e.reason == "max_speech" for e in ends) >= 1
     assert len(utts) == len(ends)
@@ -87,7 +87,7 @@ def test_hole_and_device_loss_mid_speech(tmp_path):
     d, col, ctx = make_daemon(tmp_path)
     col = run(d, col, ctx, script)
     stream = np.concatenate([to_int16(speech[:cut]), np.zeros(hole, "<i2"), to_int16(speech[cut:])])
-    utts, ends = col.of(Utterance), col.of(SpeechEnded)
+    utts, ends = col.of(Utterance), col.of(SpeechEnd)
     assert len(utts) == len(ends) >= 1
     for u in utts:
         assert np.array_equal(u.samples, stream[u.sample_index:u.end_of_audio])  # zeros in the hole included

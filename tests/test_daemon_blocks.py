@@ -14,7 +14,7 @@ from vadstream.audio.blocks import AudioBlock, SourceStatus
 from vadstream.service import config
 from vadstream.service.daemon import Daemon
 from vadstream.stages.detector import EndReason
-from vadstream.wire.events import SpeechEnded, SpeechStarted, Status
+from vadstream.wire.events import SpeechEnd, SpeechStart, Status
 
 BLOCK = 320
 
@@ -107,13 +107,13 @@ def test_bad_blocks_lost_device_and_holes(daemon, tmp_path):
     msgs = col.messages
     assert col.errors == []
     assert [m.seq for m in msgs] == list(range(len(msgs)))
-    speech_msgs = [m for m in msgs if isinstance(m, (SpeechStarted, SpeechEnded))]
+    speech_msgs = [m for m in msgs if isinstance(m, (SpeechStart, SpeechEnd))]
     kinds = [(m.TYPE, getattr(m, "reason", None)) for m in speech_msgs]
     assert kinds[0] == ("speech_start", None)
     lost_at = next(i for i, m in enumerate(msgs) if isinstance(m, Status) and m.kind == "lost")
-    ends_before_lost = [m for m in msgs[:lost_at] if isinstance(m, SpeechEnded)]
+    ends_before_lost = [m for m in msgs[:lost_at] if isinstance(m, SpeechEnd)]
     assert ends_before_lost[-1].reason == "device_lost"
-    after = [m for m in msgs[lost_at:] if isinstance(m, (SpeechStarted, SpeechEnded))]
+    after = [m for m in msgs[lost_at:] if isinstance(m, (SpeechStart, SpeechEnd))]
     assert after and after[0].TYPE == "speech_start" and after[0].sample_index >= resume - 0.05 * RATE
     assert after[-1].TYPE == "speech_end" and after[-1].reason == "end_of_input"
     assert any(m.kind == "restored" for m in msgs if isinstance(m, Status))

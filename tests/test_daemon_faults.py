@@ -21,20 +21,20 @@ from vadstream.audio.blocks import AudioBlock, SourceStatus
 from vadstream.service import config
 from vadstream.service.daemon import Daemon
 from vadstream.wire.client import request
-from vadstream.wire.events import SpeechEnded, SpeechStarted, Status
+from vadstream.wire.events import SpeechEnd, SpeechStart, Status
 
 BLOCK = 320
 SENTENCE = "the quick brown fox jumps over the lazy dog and keeps on running through the field"
 
 
-def check_pairs(messages) -> list[SpeechEnded]:
+def check_pairs(messages) -> list[SpeechEnd]:
     """Every speech_start is followed by exactly one speech_end (matching start_sample) before the next
     start; the run ends with a stopping status. Returns the ends."""
-    speech = [m for m in messages if isinstance(m, (SpeechStarted, SpeechEnded))]
+    speech = [m for m in messages if isinstance(m, (SpeechStart, SpeechEnd))]
     assert speech, "no speech events"
     ends = []
     for start, end in zip(speech[::2], speech[1::2]):
-        assert isinstance(start, SpeechStarted) and isinstance(end, SpeechEnded), speech
+        assert isinstance(start, SpeechStart) and isinstance(end, SpeechEnd), speech
         assert end.start_sample == start.sample_index
         ends.append(end)
     assert len(speech) % 2 == 0, f"a speech_start without its speech_end: {speech[-1]}"
@@ -205,7 +205,7 @@ def speaking_daemon(tmp_path, speech):
     ctx = zmq.Context()
     col = Collector(d.events, ctx)
     try:
-        col.wait_for(lambda m: isinstance(m, SpeechStarted), 20)
+        col.wait_for(lambda m: isinstance(m, SpeechStart), 20)
         yield d, col, cfg, ctx
     finally:
         d.kill()

@@ -34,7 +34,7 @@ from audio_gen import espeak_missing, make_test_audio
 from daemon_util import Collector, DaemonProcess
 from pulse import PulseServer, pulse_missing
 
-from vadstream.wire.events import Heartbeat, SpeechEnded, SpeechStarted, Status
+from vadstream.wire.events import Heartbeat, SpeechEnd, SpeechStart, Status
 
 pytestmark = pytest.mark.audio
 
@@ -101,11 +101,11 @@ def run_e2e(server: PulseServer, audio, tmp_path, *daemon_args: str):
 
 
 def check_events(col: Collector, audio, t_play_ns: int) -> list[tuple[float, float]]:
-    speech = [m for m in col.messages if isinstance(m, (SpeechStarted, SpeechEnded))]
+    speech = [m for m in col.messages if isinstance(m, (SpeechStart, SpeechEnd))]
     kinds = [type(m).__name__ for m in speech]
     regions = audio.speech_s()
     got = [(m.TYPE, round((m.wall_time_ns - t_play_ns) / 1e9, 3)) for m in speech]
-    assert kinds == ["SpeechStarted", "SpeechEnded"] * len(regions), f"{got} vs regions {regions}"
+    assert kinds == ["SpeechStart", "SpeechEnd"] * len(regions), f"{got} vs regions {regions}"
     errors = []
     for (r0, r1), s, e in zip(regions, speech[0::2], speech[1::2]):
         on = (s.wall_time_ns - t_play_ns) / 1e9 - r0
@@ -162,12 +162,12 @@ def test_device_lost_mid_speech_and_restored(server, tmp_path):
         d.wait_subscribed(ctx)
         col.wait_for(lambda m: isinstance(m, Heartbeat) and m.sample_index > 8000, timeout_s=20)
         player = server.play(wav_long)
-        start = col.wait_for(lambda m: isinstance(m, SpeechStarted), timeout_s=10)
+        start = col.wait_for(lambda m: isinstance(m, SpeechStart), timeout_s=10)
         time.sleep(0.5)
         server.kill()  # mid-sentence
         player.wait(10)
         lost = col.wait_for(lambda m: isinstance(m, Status) and m.kind == "lost", timeout_s=10)
-        end = col.wait_for(lambda m: isinstance(m, SpeechEnded), timeout_s=5)
+        end = col.wait_for(lambda m: isinstance(m, SpeechEnd), timeout_s=5)
         assert end.reason == "device_lost" and end.start_sample == start.sample_index
         time.sleep(1.0)
         server.start()
@@ -189,7 +189,7 @@ def test_device_lost_mid_speech_and_restored(server, tmp_path):
     # the daemon's one-line lost/restored reports say it (issue 10, #10).
     noise = [line for line in d.stderr().splitlines() if not line.startswith("vadstream: ")]
     assert noise == [], noise
-    speech = [m for m in col.messages if isinstance(m, (SpeechStarted, SpeechEnded))]
+    speech = [m for m in col.messages if isinstance(m, (SpeechStart, SpeechEnd))]
     timeline = [(m.TYPE, round(m.sample_index / 16000, 3), getattr(m, "kind", getattr(m, "reason", "")))
                 for m in col.messages if not isinstance(m, Heartbeat)]
     print("timeline:", timeline, "resume at", resume / 16000)

@@ -21,7 +21,7 @@ from daemon_util import Collector, DaemonProcess
 from pulse import PulseServer, pulse_missing
 
 from vadstream.wire.audio import SpeechAudio, Utterance
-from vadstream.wire.events import Heartbeat, SpeechEnded
+from vadstream.wire.events import Heartbeat, SpeechEnd
 
 pytestmark = pytest.mark.audio
 
@@ -69,7 +69,7 @@ def test_live_capture_utterances_are_the_played_samples(server, tmp_path):
         d.kill()
         ctx.destroy(linger=0)
     assert col.errors == []
-    utts, ends = col.of(Utterance), col.of(SpeechEnded)
+    utts, ends = col.of(Utterance), col.of(SpeechEnd)
     assert len(utts) == len(ends) == len(audio.speech), [(e.start_sample, e.sample_index) for e in ends]
     offsets = []
     for u, e, (on, off) in zip(utts, ends, audio.speech):

@@ -8,13 +8,13 @@ import jsonschema
 import pytest
 
 from vadstream.wire import events
-from vadstream.wire.events import Heartbeat, ParseError, Probability, SpeechEnded, SpeechStarted, Status
+from vadstream.wire.events import Heartbeat, ParseError, Probability, SpeechEnd, SpeechStart, Status
 
 HEADER = dict(seq=7, topic_seq=3, stream_id="abc123", source="test.wav", wall_time_ns=1_700_000_000_123_456_789)
 
 EXAMPLES = [
-    SpeechStarted(sample_index=16000, probability=0.91, decided_sample=17600, **HEADER),
-    SpeechEnded(sample_index=48000, probability=0.12, decided_sample=51200, start_sample=16000,
+    SpeechStart(sample_index=16000, probability=0.91, decided_sample=17600, **HEADER),
+    SpeechEnd(sample_index=48000, probability=0.12, decided_sample=51200, start_sample=16000,
                 reason="silence", **HEADER),
     Status(sample_index=0, kind="opened", message="opened test.wav", state="quiet",
            details={"device": "x", "rate_hz": 48000}, **HEADER),
@@ -50,7 +50,7 @@ def test_speech_end_carries_duration_and_reason(validator):
     data = end.to_dict()
     assert data["duration_s"] == 2.0 and data["reason"] == "silence" and data["start_sample"] == 16000
     for reason in events.END_REASONS:
-        validator.validate(SpeechEnded(**{**_fields(end), "reason": reason}).to_dict())
+        validator.validate(SpeechEnd(**{**_fields(end), "reason": reason}).to_dict())
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({**data, "reason": "bored"})
 
@@ -87,7 +87,7 @@ def test_parse_ignores_unknown_fields_for_forward_compatibility():
 
 def test_from_message_checks_the_type():
     with pytest.raises(ParseError, match="expected a speech_end"):
-        SpeechEnded.from_message(EXAMPLES[0].to_message())
+        SpeechEnd.from_message(EXAMPLES[0].to_message())
 
 
 def _fields(event):

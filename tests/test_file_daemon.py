@@ -13,7 +13,7 @@ import zmq
 from audio_gen import espeak_missing, make_test_audio, write_wav
 from daemon_util import Collector, DaemonProcess, model_path
 
-from vadstream.wire.events import Probability, SpeechEnded, SpeechStarted, Status
+from vadstream.wire.events import Probability, SpeechEnd, SpeechStart, Status
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def file_command(*args: str) -> str:
 
 
 def daemon_segments(messages) -> list[tuple[int, int, str]]:
-    ends = [m for m in messages if isinstance(m, SpeechEnded)]
-    starts = [m for m in messages if isinstance(m, SpeechStarted)]
+    ends = [m for m in messages if isinstance(m, SpeechEnd)]
+    starts = [m for m in messages if isinstance(m, SpeechStart)]
     assert [s.sample_index for s in starts] == [e.start_sample for e in ends]
     return [(e.start_sample, e.sample_index, e.reason) for e in ends]
 

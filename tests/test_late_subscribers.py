@@ -10,7 +10,7 @@ import pytest
 import zmq
 from daemon_util import RATE, Collector, DaemonProcess, speech_track, write_wav
 
-from vadstream.wire.events import Heartbeat, SpeechStarted, Status
+from vadstream.wire.events import Heartbeat, SpeechStart, Status
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_a_late_subscriber_is_welcomed_with_state_stream_id_and_seq(tmp_path, ct
         welcome = first.wait_for(lambda m: isinstance(m, Status) and m.kind == "welcome", 20)
         assert welcome.details["in_speech"] is False and welcome.details["open_start_sample"] is None
         assert welcome.details["last_seq"] == welcome.seq - 1
-        start = first.wait_for(lambda m: isinstance(m, SpeechStarted), 20)
+        start = first.wait_for(lambda m: isinstance(m, SpeechStart), 20)
         late = Collector(d.events, ctx)  # joins during the sentence: learns about the open segment at once
         got = late.wait_for(lambda m: isinstance(m, Status) and m.kind == "welcome", 10)
         assert got.stream_id == start.stream_id and got.state == "speaking"

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadstream.commands.monitor import End, MonitorState, PlainView, Prob, Start, StateChange, level_dbfs
+from vadstream.commands.monitor import MonitorState, PlainView, Prob, StateChange, level_dbfs
+from vadstream.stages.detector import EndReason, SpeechEnd, SpeechStart
 
 RATE = 16000
 
@@ -191,10 +192,10 @@ def test_daemon_events_become_lines(tmp_path):
             p = 0.9 if 10 <= k < 35 else 0.05
             daemon.publish(ev.Probability(sample_index=k * 320, wall_time_ns=wall, probability=p, hop_samples=320))
             if k == 13:
-                daemon.publish(ev.SpeechStarted(sample_index=2720, wall_time_ns=wall, probability=0.9,
+                daemon.publish(ev.SpeechStart(sample_index=2720, wall_time_ns=wall, probability=0.9,
                                                 decided_sample=4160))
             if k == 45:
-                daemon.publish(ev.SpeechEnded(sample_index=11680, wall_time_ns=wall, probability=0.05,
+                daemon.publish(ev.SpeechEnd(sample_index=11680, wall_time_ns=wall, probability=0.05,
                                               decided_sample=14720, start_sample=2720, reason="silence"))
         daemon.publish(ev.Status(sample_index=16000, wall_time_ns=wall, kind="lost", message="device unplugged",
                                  state="lost"))
@@ -219,10 +220,10 @@ def test_state_model_and_plain_status_line():
     s = MonitorState()
     for k, p in enumerate([0.1, 0.8, 0.9]):
         s.apply(Prob(k * 0.02, p))
-    s.apply(Start(0.0, 0.06, 0.9))
+    s.apply(SpeechStart(0, 960, 0.9))
     assert s.in_speech and s.history[-1] == (0.9, False)
     s.apply(Prob(0.06, 0.2))
-    s.apply(End(0.1, 0.0, 0.3, "silence"))
+    s.apply(SpeechEnd(1600, 4800, 0.2, 0, EndReason.SILENCE))
     s.apply(StateChange("quiet", 0.3))
     assert (s.segments, round(s.speech_s, 3), s.state) == (1, 0.1, "quiet")
     assert PlainView.status_line(s) == "00:00.30 state=quiet p=0.20 level=- segments=1 speech=0.1s"

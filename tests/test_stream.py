@@ -135,7 +135,7 @@ def test_close_ends_speech_at_the_end_of_input_and_bad_samples_are_cleaned(audio
 # -- every caller, the same events -----------------------------------------------------------------
 def test_every_caller_gives_the_same_events_for_a_file_ending_in_speech(audio, tmp_path, stream):
     from vadstream.commands.file import open_audio
-    from vadstream.commands.monitor import End, file_chunks, pipeline_updates
+    from vadstream.commands.monitor import file_chunks, pipeline_updates
     from vadstream.evaluation import evaluate
     from vadstream.evaluation.peers import VadstreamPeer
     from vadstream.training.data import LabelledAudio
@@ -153,8 +153,8 @@ def test_every_caller_gives_the_same_events_for_a_file_ending_in_speech(audio, t
     doc = json.loads(file_command(str(wav)))
     got["vadstream file"] = [(s["start_sample"], s["end_sample"], s["reason"]) for s in doc["segments"]]
     ends = [u for u in pipeline_updates(file_chunks(str(wav), realtime=False), Vad(model_path()), DetectorConfig())
-            if isinstance(u, End)]
-    got["monitor"] = [(round(e.start_s * 16000), round(e.time_s * 16000), e.reason) for e in ends]
+            if isinstance(u, SpeechEnd)]
+    got["monitor"] = [(e.start_sample, e.sample_index, e.reason.value) for e in ends]
     peer = VadstreamPeer(model_path())
     item = LabelledAudio("cut", heard, np.zeros(heard.size, bool), None)
     run = evaluate.run_vad(peer, [item], "clean", chunk_samples=320)[0]

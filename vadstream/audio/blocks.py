@@ -36,9 +36,20 @@ from typing import Any
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 16000
+from vadstream.stages.samples import SAMPLE_RATE_HZ, int16_bytes_to_float32
 
 log = logging.getLogger("vadstream.audio")
+
+MIN_RATE_HZ, MAX_RATE_HZ = 4000, 384000  # device and file rates the resampler takes
+# The one table of input limits (inclusive): SourceSpec checks them, the config loader reports
+# them per key, docs/config.md lists them.
+INPUT_BOUNDS: dict[str, tuple[float, float]] = {
+    "block_ms": (1.0, 1000.0),
+    "ring_s": (0.1, 60.0),
+    "samplerate_hz": (MIN_RATE_HZ, MAX_RATE_HZ),
+    "channel": (0, 255),
+    "device": (0, 4096),  # a PortAudio device index
+}
 
 
 
@@ -105,14 +116,12 @@ class SourceSpec:
     samplerate_hz: int | None = None
 
     def __post_init__(self) -> None:
-        if not 1.0 <= self.block_ms <= 1000.0:
-            raise SourceError(f"block_ms = {self.block_ms!r} is out of range 1..1000")
-        if not 0.1 <= self.ring_s <= 600.0:
-            raise SourceError(f"ring_s = {self.ring_s!r} is out of range 0.1..600")
-        if self.channel is not None and self.channel < 0:
-            raise SourceError(f"channel = {self.channel!r} must be >= 0 (or unset to downmix)")
-        if self.samplerate_hz is not None and not 4000 <= self.samplerate_hz <= 384000:
-            raise SourceError(f"samplerate_hz = {self.samplerate_hz!r} is out of range 4000..384000")
+        for key, (low, high) in INPUT_BOUNDS.items():
+            value = getattr(self, key)
+            if key == "device" and not isinstance(value, int):
+                continue  # a name substring, or None: the default input
+            if value is not None and not low <= value <= high:
+                raise SourceError(f"{key} = {value!r} is out of range {low:g}..{high:g}")
 
     @property
     def block_samples(self) -> int:
@@ -171,7 +180,7 @@ def pcm_to_float(data: bytes, sample_width: int, channels: int) -> np.ndarray:
     if sample_width == 1:  # WAV 8-bit is unsigned
         x = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     elif sample_width == 2:
-        x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+        x = int16_bytes_to_float32(data)
     elif sample_width == 3:
         b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
         v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)

@@ -13,6 +13,8 @@ import time
 import numpy as np
 
 from vadstream.audio.blocks import (
+    MAX_RATE_HZ,
+    MIN_RATE_HZ,
     SAMPLE_RATE_HZ,
     AudioBlock,
     BlockCutter,
@@ -27,7 +29,6 @@ from vadstream.stages.resample import Resampler
 log = logging.getLogger("vadstream.audio")
 
 
-MIN_RATE_HZ, MAX_RATE_HZ = 4000, 384000
 MAX_CHANNELS = 1024
 _STREAMING_DATA_SIZE = 0xFFFFFFFF  # what streaming writers put in the data size before they know it
 

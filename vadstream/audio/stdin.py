@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from vadstream.audio.blocks import SAMPLE_RATE_HZ, AudioBlock, Source, SourceError, SourceSpec
+from vadstream.stages.samples import int16_bytes_to_float32
 
 log = logging.getLogger("vadstream.audio")
 
@@ -103,7 +104,7 @@ class StdinSource(Source):
                 usable = len(data) - (len(data) & 1)
                 carry = data[usable:]
                 if usable:
-                    x = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+                    x = int16_bytes_to_float32(data[:usable])
                     self._queue.put(("audio", (x, now)))
                 if eof:
                     if carry:

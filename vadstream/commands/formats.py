@@ -27,8 +27,8 @@ from typing import Iterable, TextIO
 import numpy as np
 
 from vadstream.stages.detector import Event, SpeechEnd
+from vadstream.stages.samples import SAMPLE_RATE_HZ
 
-SAMPLE_RATE_HZ = 16000
 FORMATS = ("json", "csv", "rttm", "audacity")
 PROB_FORMATS = ("json", "csv")
 # Extension of a per-file output written into a directory (-o DIR).

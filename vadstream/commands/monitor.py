@@ -22,7 +22,9 @@ from typing import Iterator, TextIO
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 16000
+from vadstream.stages.detector import EndReason, SpeechEnd, SpeechStart
+from vadstream.stages.samples import SAMPLE_RATE_HZ
+
 BLOCK_MS = 20.0  # file input is fed to the pipeline in blocks of this size
 SPARK = "▁▂▃▄▅▆▇█"
 LEVEL_FLOOR_DB = -70.0
@@ -45,21 +47,6 @@ class Level:
 
 
 @dataclasses.dataclass(frozen=True)
-class Start:
-    time_s: float  # segment start (padded)
-    decided_s: float
-    probability: float
-
-
-@dataclasses.dataclass(frozen=True)
-class End:
-    time_s: float  # segment end
-    start_s: float
-    decided_s: float
-    reason: str
-
-
-@dataclasses.dataclass(frozen=True)
 class StateChange:
     state: str  # quiet, starting, speaking, stopping, lost
     time_s: float | None = None
@@ -78,7 +65,7 @@ class Tick:
     """Nothing new; lets the view redraw (e.g. while waiting for a daemon)."""
 
 
-Update = Prob | Level | Start | End | StateChange | Note | Tick
+Update = Prob | Level | SpeechStart | SpeechEnd | StateChange | Note | Tick  # speech events: sample indices
 
 
 def level_dbfs(samples: np.ndarray) -> float:
@@ -132,7 +119,6 @@ def microphone_chunks(device: str | int | None) -> Iterator[np.ndarray | Update]
 def pipeline_updates(chunks: Iterator[np.ndarray | Update], vad, config) -> Iterator[Update]:
     """Run a :class:`Stream` (``vad`` + a Detector with ``config``) over 16 kHz blocks (other items
     pass through); close it at the end."""
-    from vadstream.stages.detector import SpeechStart
     from vadstream.stages.stream import Stream
 
     stream = Stream(config=config, vad=vad)
@@ -142,12 +128,7 @@ def pipeline_updates(chunks: Iterator[np.ndarray | Update], vad, config) -> Iter
         nonlocal state
         for s, p in zip(out.hop_starts.tolist(), out.probs.tolist()):
             yield Prob(s / SAMPLE_RATE_HZ, p)
-        for e in out.events:
-            if isinstance(e, SpeechStart):
-                yield Start(e.sample_index / SAMPLE_RATE_HZ, e.decided_sample / SAMPLE_RATE_HZ, e.probability)
-            else:
-                yield End(e.sample_index / SAMPLE_RATE_HZ, e.start_sample / SAMPLE_RATE_HZ,
-                          e.decided_sample / SAMPLE_RATE_HZ, e.reason.value)
+        yield from out.events
         if stream.state != state:
             state = stream.state
             end = out.hop_starts[-1] + stream.hop_samples if out.hop_starts.size else stream.sample_index
@@ -193,10 +174,11 @@ def daemon_updates(endpoint: str | None, timeout_s: float = 0.1) -> Iterator[Upd
                 level = getattr(msg, "level_dbfs", None)
                 if level is not None:
                     yield Level(t, float(level))
-            elif isinstance(msg, ev.SpeechStarted):
-                yield Start(t, msg.decided_sample / SAMPLE_RATE_HZ, msg.probability)
-            elif isinstance(msg, ev.SpeechEnded):
-                yield End(t, msg.start_sample / SAMPLE_RATE_HZ, msg.decided_sample / SAMPLE_RATE_HZ, msg.reason)
+            elif isinstance(msg, ev.SpeechStart):
+                yield SpeechStart(msg.sample_index, msg.decided_sample, msg.probability)
+            elif isinstance(msg, ev.SpeechEnd):
+                yield SpeechEnd(msg.sample_index, msg.decided_sample, msg.probability, msg.start_sample,
+                                EndReason(msg.reason))
             elif isinstance(msg, ev.Heartbeat):
                 if heartbeats_without_prob >= 0:
                     heartbeats_without_prob += 1
@@ -228,7 +210,7 @@ class MonitorState:
         self.segments = 0
         self.speech_s = 0.0  # closed segments
         self.open_start_s: float | None = None
-        self.last_end: End | None = None
+        self.last_end: SpeechEnd | None = None
         self.history: collections.deque[tuple[float, bool]] = collections.deque(maxlen=history)
         self.hops = 0
 
@@ -245,17 +227,17 @@ class MonitorState:
         elif isinstance(u, Level):
             self.level_db = u.dbfs
             self.time_s = max(self.time_s, u.time_s)
-        elif isinstance(u, Start):
-            self.open_start_s = u.time_s
+        elif isinstance(u, SpeechStart):
+            self.open_start_s = u.sample_index / SAMPLE_RATE_HZ
             self.state = "speaking"
-            self.time_s = max(self.time_s, u.decided_s)
-        elif isinstance(u, End):
+            self.time_s = max(self.time_s, u.decided_sample / SAMPLE_RATE_HZ)
+        elif isinstance(u, SpeechEnd):
             self.segments += 1
-            self.speech_s += u.time_s - u.start_s
+            self.speech_s += u.duration_samples / SAMPLE_RATE_HZ
             self.open_start_s = None
             self.last_end = u
             self.state = "quiet"
-            self.time_s = max(self.time_s, u.decided_s)
+            self.time_s = max(self.time_s, u.decided_sample / SAMPLE_RATE_HZ)
         elif isinstance(u, StateChange):
             self.state = u.state
             if u.time_s is not None:
@@ -291,10 +273,12 @@ class PlainView:
     @staticmethod
     def event_line(s: MonitorState, u: Update) -> str | None:
         """The line an event gets (None for updates that only move the view)."""
-        if isinstance(u, Start):
-            return f"{_clock(u.decided_s)} speech_start at {u.time_s:.3f}s p={u.probability:.2f}"
-        if isinstance(u, End):
-            return f"{_clock(u.decided_s)} speech_end at {u.time_s:.3f}s ({u.time_s - u.start_s:.2f}s, {u.reason})"
+        if isinstance(u, (SpeechStart, SpeechEnd)):
+            at, decided = u.sample_index / SAMPLE_RATE_HZ, u.decided_sample / SAMPLE_RATE_HZ
+            if isinstance(u, SpeechStart):
+                return f"{_clock(decided)} {u.TYPE} at {at:.3f}s p={u.probability:.2f}"
+            length = u.duration_samples / SAMPLE_RATE_HZ
+            return f"{_clock(decided)} {u.TYPE} at {at:.3f}s ({length:.2f}s, {u.reason.value})"
         if isinstance(u, Note):
             return f"{_clock(u.time_s if u.time_s is not None else s.time_s)} {u.text}"
         return None
@@ -376,7 +360,8 @@ class TtyView:
         label = f" {STATE_LABEL.get(s.state, s.state)} ".center(10)
         last = ""
         if s.last_end is not None:
-            last = f"  last {s.last_end.start_s:.2f}-{s.last_end.time_s:.2f}s ({s.last_end.reason})"
+            e, rate = s.last_end, SAMPLE_RATE_HZ
+            last = f"  last {e.start_sample / rate:.2f}-{e.sample_index / rate:.2f}s ({e.reason.value})"
         lines.append(f" state    {self._c(STATE_COLOUR.get(s.state, ''), label)}  segments {s.segments}"
                      f"  speech {s.total_speech_s():.1f}s{last}")
         return lines

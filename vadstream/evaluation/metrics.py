@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 16000
+from vadstream.stages.samples import SAMPLE_RATE_HZ
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from typing import Callable
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 16000
+from vadstream.stages.samples import SAMPLE_RATE_HZ, to_float32, to_int16
+
 SILERO_VERSION = "6.2.3"
 SILERO_WHEEL_MEMBER = "silero_vad/data/silero_vad.onnx"
 SILERO_SHA256 = "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"
@@ -67,7 +68,7 @@ class FixedHopPeer:
         self._reset_state()
 
     def process(self, samples: np.ndarray) -> np.ndarray:
-        x = _as_float32(samples)
+        x = to_float32(samples)
         if self._buf.size:
             x = np.concatenate([self._buf, x])
         h = self.hop_samples
@@ -88,20 +89,6 @@ class FixedHopPeer:
         return out
 
 
-def _as_float32(samples: np.ndarray) -> np.ndarray:
-    x = np.asarray(samples).reshape(-1)
-    if x.dtype == np.int16:
-        return x.astype(np.float32) / np.float32(32768.0)
-    return x.astype(np.float32, copy=False)
-
-
-def _to_int16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
-
-
-# --------------------------------------------------------------------------------------------
-# Silero VAD (ONNX, as silero_vad.utils_vad.OnnxWrapper streams it)
-# --------------------------------------------------------------------------------------------
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "vadstream" / "peers"
@@ -224,7 +211,7 @@ class WebRtcPeer(FixedHopPeer):
         self._vad = self._module.Vad(self.mode)
 
     def process_hop(self, hop: np.ndarray) -> float:
-        return 1.0 if self._vad.is_speech(_to_int16(hop).tobytes(), SAMPLE_RATE_HZ) else 0.0
+        return 1.0 if self._vad.is_speech(to_int16(hop).tobytes(), SAMPLE_RATE_HZ) else 0.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +247,7 @@ class TenPeer(FixedHopPeer):
         self._vad = self._cls(self.hop_samples, self.default_threshold)
 
     def process_hop(self, hop: np.ndarray) -> float:
-        return float(self._vad.process(_to_int16(hop))[0])
+        return float(self._vad.process(to_int16(hop))[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,7 +334,7 @@ def stream(peer, audio: np.ndarray, chunk_samples: int | None = None) -> tuple[n
     Returns ``(probs, known_at)``: one probability per hop that started inside the audio, and for
     each the number of samples fed when it came out (the flushed tail counts as known at the end).
     """
-    x = _as_float32(audio)
+    x = to_float32(audio)
     chunk = chunk_samples or peer.hop_samples
     peer.reset()
     probs: list[np.ndarray] = []

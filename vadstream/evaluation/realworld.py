@@ -210,8 +210,8 @@ def real_report(results: dict, conditions: dict[str, list], groups: dict[str, li
 
 
 def evaluate(peers: dict, data_root: Path, cache_dir: Path, quick: bool = False, log=None) -> dict:
-    from vadstream.training.data import build_nonspeech_set
     from vadstream.evaluation.evaluate import run_all
+    from vadstream.training.data import build_nonspeech_set
 
     sets = real_sets(data_root, cache_dir, quick, log)
     nonspeech = build_nonspeech_set(data_root, split="dev")
@@ -247,8 +247,8 @@ def render(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vadstream.evaluation.peers import available_peers
     from vadstream.evaluation.evaluate import default_data_root
+    from vadstream.evaluation.peers import available_peers
 
     p = argparse.ArgumentParser(prog="python -m vadstream.evaluation.realworld", description=__doc__.splitlines()[0])
     p.add_argument("--data-root", type=Path, default=None)

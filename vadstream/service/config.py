@@ -24,6 +24,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
+from vadstream.audio.blocks import INPUT_BOUNDS
 from vadstream.stages.detector import DetectorConfig
 from vadstream.wire.endpoints import default_endpoint
 
@@ -188,6 +189,11 @@ def _num(key: str, value: Any, low: float, high: float, integer: bool = False) -
     return value
 
 
+def _bounds(key: str) -> str:
+    low, high = INPUT_BOUNDS[key]
+    return f"{low:g} to {high:g}"
+
+
 def _str(key: str, value: Any, choices: tuple[str, ...] | None = None) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{key} = {value!r} must be a string")
@@ -225,7 +231,7 @@ def _check_input(v: dict[str, Any]) -> dict[str, Any]:
             if isinstance(value, bool) or not isinstance(value, (int, str)):
                 raise ConfigError(f"{k} = {value!r} must be a device index (integer >= 0) or a name substring")
             if isinstance(value, int):
-                out[key] = int(_num(k, value, 0, 4096, integer=True))
+                out[key] = int(_num(k, value, *INPUT_BOUNDS[key], integer=True))
             else:
                 out[key] = value if value.strip() else None
         elif key == "channel":
@@ -233,19 +239,20 @@ def _check_input(v: dict[str, Any]) -> dict[str, Any]:
                 out[key] = None
             else:
                 if isinstance(value, str):
-                    raise ConfigError(f"{k} = {value!r} must be \"downmix\" or a channel index from 0 to 255")
-                out[key] = int(_num(k, value, 0, 255, integer=True))
+                    raise ConfigError(f"{k} = {value!r} must be \"downmix\" or a channel index from "
+                                      f"{_bounds(key)}")
+                out[key] = int(_num(k, value, *INPUT_BOUNDS[key], integer=True))
         elif key == "realtime":
             out[key] = _bool(k, value)
         elif key == "block_ms":
-            out[key] = float(_num(k, value, 1.0, 1000.0))
+            out[key] = float(_num(k, value, *INPUT_BOUNDS[key]))
         elif key == "ring_s":
-            out[key] = float(_num(k, value, 0.1, 60.0))
+            out[key] = float(_num(k, value, *INPUT_BOUNDS[key]))
         elif key == "samplerate_hz":
             if value == 0:
                 out[key] = None
             else:
-                out[key] = int(_num(k, value, 8000, 384000, integer=True))
+                out[key] = int(_num(k, value, *INPUT_BOUNDS[key], integer=True))
         else:
             _unknown("input", key)
     return out

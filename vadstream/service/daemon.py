@@ -37,8 +37,9 @@ from vadstream.service.logs import filter_native_stderr, set_level, setup_loggin
 from vadstream.stages.detector import EndReason, SpeechStart
 from vadstream.stages.samples import SAMPLE_RATE_HZ
 from vadstream.stages.stream import Stream, StreamOutput
+from vadstream.wire import events as wire
 from vadstream.wire.audio import SPEECH_TOPIC, UTTERANCE_TOPIC
-from vadstream.wire.events import Heartbeat, Message, Probability, SpeechEnded, SpeechStarted, Status
+from vadstream.wire.events import Heartbeat, Message, Probability, Status
 
 log = logging.getLogger("vadstream")
 
@@ -207,19 +208,20 @@ class Daemon:
                 self.publish(Probability(sample_index=s, wall_time_ns=self._wall_ns(s), probability=p, hop_samples=hop))
         for ev in out.events:
             s = ev.sample_index
+            wall = self._wall_ns(s)
             if isinstance(ev, SpeechStart):
                 self._open_start = s
-                self.publish(SpeechStarted(sample_index=s, wall_time_ns=self._wall_ns(s), probability=ev.probability,
-                                           decided_sample=ev.decided_sample))
+                self.publish(wire.SpeechStart(sample_index=s, wall_time_ns=wall, probability=ev.probability,
+                                              decided_sample=ev.decided_sample))
                 for m in self.audio_tap.start(s, ev.probability):
                     self.publish(m)
                 log.debug("speech_start at %.3f s (p=%.2f)", s / SAMPLE_RATE_HZ, ev.probability)
             else:
                 self._segments += 1
                 self._open_start = None
-                self.publish(SpeechEnded(sample_index=s, wall_time_ns=self._wall_ns(s), probability=ev.probability,
-                                         decided_sample=ev.decided_sample, start_sample=ev.start_sample,
-                                         reason=ev.reason.value))
+                self.publish(wire.SpeechEnd(sample_index=s, wall_time_ns=wall, probability=ev.probability,
+                                            decided_sample=ev.decided_sample, start_sample=ev.start_sample,
+                                            reason=ev.reason.value))
                 for m in self.audio_tap.end(ev.start_sample, s, ev.reason.value, last=ev.reason in LAST_REASONS):
                     self.publish(m)
                 log.debug("speech_end at %.3f s (%s, %.2f s)", s / SAMPLE_RATE_HZ, ev.reason.value,
@@ -468,7 +470,7 @@ class Daemon:
             s, fed = self._open_start, max(self._open_start, self.stream.sample_index)
             self._open_start = None
             self._segments += 1
-            self.publish(SpeechEnded(sample_index=fed, wall_time_ns=self._wall_ns(fed), probability=0.0,
+            self.publish(SpeechEnd(sample_index=fed, wall_time_ns=self._wall_ns(fed), probability=0.0,
                                      decided_sample=fed, start_sample=s, reason=reason.value))
         p = self.publisher
         self.status_event("stopping", f"stopping: {why}", audio_s=self.audio_s,

@@ -37,8 +37,11 @@ def to_float32(samples: np.ndarray) -> np.ndarray:
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
-    """Float samples in [-1, 1) as int16: rounded, clipped to the int16 range."""
-    return np.clip(np.round(np.asarray(samples) * INT16_SCALE), -32768, 32767).astype(np.int16)
+    """Float samples in [-1, 1) as int16: rounded to nearest (even), clipped to the int16 range.
+    The exact inverse of ``int16 / 32768``; float32 input is scaled in float32 (exact: a power of two)."""
+    x = np.asarray(samples)
+    y = np.rint(np.multiply(x, INT16_SCALE, dtype=x.dtype if x.dtype.kind == "f" else np.float64))
+    return np.clip(y, -32768, 32767).astype("<i2")
 
 
 def int16_bytes_to_float32(data: bytes) -> np.ndarray:

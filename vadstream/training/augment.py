@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 16000
+from vadstream.stages.samples import SAMPLE_RATE_HZ
 
 
 def apply_gain_db(x: np.ndarray, gain_db: float, clip: bool = True) -> np.ndarray:

@@ -18,7 +18,8 @@ from typing import Iterable
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 16000
+from vadstream.stages.samples import SAMPLE_RATE_HZ
+
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg")
 KINDS = ("speech", "nonspeech")
 

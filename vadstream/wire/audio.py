@@ -26,8 +26,8 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from vadstream.stages.samples import SAMPLE_RATE_HZ, to_float32
-from vadstream.wire.events import SCHEMA_VERSION, Message, ParseError
+from vadstream.stages.samples import to_float32
+from vadstream.wire.message import SAMPLE_RATE_HZ, SCHEMA_VERSION, Message, ParseError, decode
 
 AUDIO_TOPIC_PREFIX = "audio."
 PCM_FORMAT = "s16le"
@@ -41,12 +41,11 @@ def _empty() -> np.ndarray:
 class AudioMessage(Message):
     """Common header plus ``samples`` (int16, 16 kHz mono) starting at stream sample ``sample_index``."""
 
+    TOPIC_PREFIX: ClassVar[str] = AUDIO_TOPIC_PREFIX
+    FRAMES: ClassVar[str] = "topic, json, pcm"
+
     samples: np.ndarray = dataclasses.field(default_factory=_empty, repr=False, compare=False)
     sample_rate_hz: int = SAMPLE_RATE_HZ
-
-    @property
-    def topic(self) -> str:
-        return AUDIO_TOPIC_PREFIX + self.TYPE
 
     @property
     def num_samples(self) -> int:
@@ -87,6 +86,17 @@ class AudioMessage(Message):
                        samples=_empty() if samples is None else samples)
         except TypeError as exc:
             raise ParseError(f"{cls.TYPE} message: {exc}") from None
+
+    @classmethod
+    def from_frames(cls, frames: list[bytes], data: Mapping[str, Any]) -> "AudioMessage":
+        """The message from its JSON header ``data`` and its PCM frame (format and length checked)."""
+        if data.get("format", PCM_FORMAT) != PCM_FORMAT or data.get("sample_rate_hz") != SAMPLE_RATE_HZ:
+            raise ParseError(f"unsupported audio: format {data.get('format')!r} at {data.get('sample_rate_hz')!r} Hz "
+                             f"(this client reads {PCM_FORMAT} at {SAMPLE_RATE_HZ} Hz)")
+        pcm = bytes(frames[2])
+        if len(pcm) != 2 * data.get("num_samples", -1):
+            raise ParseError(f"{cls.TYPE} message: {len(pcm)} PCM bytes for num_samples = {data.get('num_samples')!r}")
+        return cls.from_dict(data, np.frombuffer(pcm, dtype="<i2"))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -142,27 +152,4 @@ SPEECH_TOPIC = AUDIO_TOPIC_PREFIX + SpeechAudio.TYPE
 
 def parse_audio(frames: list[bytes]) -> AudioMessage:
     """A typed audio message from ``[topic, json, pcm]`` frames; :class:`ParseError` if it is not one."""
-    if len(frames) != 3:
-        raise ParseError(f"expected 3 frames [topic, json, pcm], got {len(frames)}")
-    try:
-        topic = bytes(frames[0]).decode()
-        data = json.loads(bytes(frames[1]))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ParseError(f"undecodable message: {exc}") from None
-    if not isinstance(data, dict):
-        raise ParseError("message header is not a JSON object")
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ParseError(f"unsupported schema_version {version!r} (this client reads {SCHEMA_VERSION})")
-    cls = AUDIO_TYPES.get(data.get("type"))  # type: ignore[arg-type]
-    if cls is None:
-        raise ParseError(f"unknown audio message type {data.get('type')!r}")
-    if topic != AUDIO_TOPIC_PREFIX + cls.TYPE:
-        raise ParseError(f"topic {topic!r} does not match type {cls.TYPE!r}")
-    if data.get("format", PCM_FORMAT) != PCM_FORMAT or data.get("sample_rate_hz") != SAMPLE_RATE_HZ:
-        raise ParseError(f"unsupported audio: format {data.get('format')!r} at {data.get('sample_rate_hz')!r} Hz "
-                         f"(this client reads {PCM_FORMAT} at {SAMPLE_RATE_HZ} Hz)")
-    pcm = bytes(frames[2])
-    if len(pcm) != 2 * data.get("num_samples", -1):
-        raise ParseError(f"{cls.TYPE} message: {len(pcm)} PCM bytes for num_samples = {data.get('num_samples')!r}")
-    return cls.from_dict(data, np.frombuffer(pcm, dtype="<i2"))
+    return decode(frames, AUDIO_TYPES)  # type: ignore[return-value]

@@ -5,7 +5,7 @@
     from vadstream.wire.client import Subscriber, request
 
     with Subscriber("ipc:///run/user/1000/vadstream/events") as sub:
-        for event in sub:                       # SpeechStarted, SpeechEnded, Status, Heartbeat, ...
+        for event in sub:                       # SpeechStart, SpeechEnd, Status, Heartbeat, ...
             print(event.TYPE, event.time_s)
 
     print(request("ipc:///run/user/1000/vadstream/control", {"cmd": "status"}))
