@@ -470,8 +470,8 @@ class Daemon:
             s, fed = self._open_start, max(self._open_start, self.stream.sample_index)
             self._open_start = None
             self._segments += 1
-            self.publish(SpeechEnd(sample_index=fed, wall_time_ns=self._wall_ns(fed), probability=0.0,
-                                     decided_sample=fed, start_sample=s, reason=reason.value))
+            self.publish(wire.SpeechEnd(sample_index=fed, wall_time_ns=self._wall_ns(fed), probability=0.0,
+                                        decided_sample=fed, start_sample=s, reason=reason.value))
         p = self.publisher
         self.status_event("stopping", f"stopping: {why}", audio_s=self.audio_s,
                           segments=self._segments, published=p.seq + 1, dropped=p.dropped,
