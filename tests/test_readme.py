@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import zmq
 from daemon_util import DaemonProcess
 
@@ -57,3 +59,29 @@ def test_the_readme_control_example_works_as_written(tmp_path):
         d.proc.stdin.close()
         d.wait(10)
         ctx.destroy(linger=0)
+
+
+def test_the_readme_file_examples_run_as_written(tmp_path):
+    """Every `vadstream file` line of the README, in a directory holding the files it names."""
+    soundfile = pytest.importorskip("soundfile")
+    pytest.importorskip("matplotlib")
+    import numpy as np
+    from wav_bytes import wav16k
+
+    t = np.arange(32000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * 440 * t) * (t > 0.5)).astype(np.float32)
+    for name in ("talk.wav", "a.wav"):
+        (tmp_path / name).write_bytes(wav16k(x))
+    soundfile.write(str(tmp_path / "b.ogg"), x, 16000)
+    soundfile.write(str(tmp_path / "one.flac"), x, 16000)
+    soundfile.write(str(tmp_path / "two.flac"), x, 16000)
+    (tmp_path / "ref.csv").write_text("start,end\n0.5,2.0\n")
+    lines = [ln.split("#", 1)[0].strip() for ln in README.read_text().splitlines() if ln.startswith("vadstream file ")]
+    assert len(lines) >= 6
+    bin_dir = Path(sys.executable).parent  # the venv's vadstream
+    for line in lines:
+        proc = subprocess.run(line, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        assert proc.returncode == 0, (line, proc.stderr)
+    assert (tmp_path / "segments.csv").read_text().startswith("file,start_s,end_s")
+    assert (tmp_path / "labels" / "talk.txt").is_file() and (tmp_path / "talk.png").stat().st_size > 1000
