@@ -1,7 +1,7 @@
 """Speech audio on the wire: ``audio.utterance`` and ``audio.speech``, three frames each.
 
 A message is ``[topic, json header, pcm]``: the header is a JSON object with the common fields of
-every vadstream message (``events.py``) plus its type's fields; ``pcm`` is raw 16 kHz mono signed
+every vadstream message (``message.py``) plus its type's fields; ``pcm`` is raw 16 kHz mono signed
 16-bit little-endian samples, the stream the model was fed (after resampling, with short capture
 holes filled with zeros), ``num_samples`` of them starting at stream sample ``sample_index``.
 
