@@ -341,3 +341,24 @@ def test_native_stderr_filter_drops_portaudio_noise_and_keeps_the_rest():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert sorted(proc.stderr.splitlines()) == ["a message from elsewhere", "vadstream: warning: device lost"]
+
+
+def test_resampled_file_stays_within_full_scale(tmp_path, capsys):
+    """Found by the fuzz suite: a full-scale square wave at 22.05 kHz came out of the resampler at
+    up to ~1.6 (filter overshoot), outside the [-1, 1] every block promises."""
+    from wav_bytes import chunk, fmt_body, riff
+
+    from vadstream.audio.blocks import SourceSpec
+    from vadstream.audio.sources import open_source
+
+    square = np.where(np.arange(22050) % 40 < 20, 32767, -32768).astype("<i2").tobytes()
+    wav = tmp_path / "square.wav"
+    wav.write_bytes(riff(chunk(b"fmt ", fmt_body(rate=22050)), chunk(b"data", square)))
+    src = open_source(SourceSpec(input=str(wav), realtime=False))
+    peak = 0.0
+    while not src.finished:
+        block = src.read(0.0)
+        if block is not None:
+            peak = max(peak, float(np.abs(block.samples).max()))
+    src.close()
+    assert 0.99 < peak <= 1.0

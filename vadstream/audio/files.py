@@ -252,10 +252,17 @@ class FileSource(Source):
                 break
             if frames.shape[0] == 0:
                 self._eof = True
-                self._pending.add(self._resampler.flush())
+                self._pending.add(self._full_scale(self._resampler.flush()))
                 self._reader.close()
                 break
-            self._pending.add(self._resampler.process(to_mono(frames, self.spec.channel)))
+            self._pending.add(self._full_scale(self._resampler.process(to_mono(frames, self.spec.channel))))
+
+    def _full_scale(self, x: np.ndarray) -> np.ndarray:
+        """Resampling rings past full scale near clipped input (a sharp filter's overshoot, up to
+        ~1.6 on a full-scale square wave): clip, as a converter would, so blocks stay in [-1, 1]."""
+        if self._resampler.identity or not x.size or (x.min() >= -1.0 and x.max() <= 1.0):
+            return x
+        return np.clip(x, -1.0, 1.0, out=x)
 
     def read(self, timeout_s: float) -> AudioBlock | None:
         if not self._started:
