@@ -94,3 +94,28 @@ def test_unpaced_long_file_logs_progress(tmp_path):
     progress = [line for line in d.stderr().splitlines() if "progress" in line]
     assert [int(re.search(r"\((\d+) %\)", line).group(1)) for line in progress] == list(range(10, 100, 10)), progress
     assert progress[0] == "vadstream: info: progress: 6.1 of 61.0 s of audio (10 %), 0 segment(s)"
+
+
+def test_wait_subscriber_notes_while_it_waits(tmp_path, monkeypatch, caplog):
+    """In-process with a short note interval: the periodic 'still waiting' lines (every 5 s)."""
+    from daemon_util import model_path
+
+    from vadstream.service import config, daemon
+
+    wav = write_wav(tmp_path / "short.wav", np.zeros(RATE, np.float32))
+    cfg = config.from_mapping({"input": {"source": str(wav)}, "model": {"path": str(model_path())},
+                               "publisher": {"endpoint": f"ipc://{tmp_path}/ev", "control_endpoint": "none",
+                                             "wait_subscriber_s": 0.5, "linger_ms": 0}})
+    monkeypatch.setattr(daemon, "WAIT_NOTE_EVERY_S", 0.1)
+    d = daemon.Daemon(cfg)
+    caplog.set_level("INFO", logger="vadstream")
+    try:
+        d.wait_for_subscriber()
+    finally:
+        d.publisher.close(0)
+        d.source.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "vadstream"]
+    assert lines[0] == f"waiting up to 0.5 s for a subscriber on ipc://{tmp_path}/ev"
+    notes = [line for line in lines if line.startswith("still waiting for a subscriber")]
+    assert 3 <= len(notes) <= 5, lines
+    assert "no subscriber after 0.5 s: starting anyway" in lines
