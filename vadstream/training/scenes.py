@@ -44,7 +44,7 @@ class SceneRecipe:
     """What goes into the training scenes (part of the feature cache key)."""
 
     nonspeech_share: float = 0.27
-    recorded_share: float = 0.25  # scenes that are real recordings as recorded (+ noise/channel)
+    recorded_share: float = 0.35  # scenes that are real recordings as recorded (+ noise/channel)
     transient_rate: float = 0.6  # chance that a scene gets transient events (clicks, breath, human sounds)
     distant_talkers: float = 0.4  # chance of far, quiet background talkers (labelled non-speech)
     min_speech_peak_dbfs: float = -45.0  # speech scenes are normalised to a peak in [this, 0] dBFS
@@ -355,6 +355,9 @@ def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0,
     labels = np.zeros(n, dtype=np.float32)
     if kind == "recorded":
         audio, labels = _recorded_track(rng, corpus, n)
+        if rng.random() < 0.3:  # the same talker further away (far-field meeting/living-room microphone)
+            rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.2, 0.9)), direct_to_reverb_db=float(rng.uniform(-3, 12)))
+            audio = aug.reverberate(audio, rir)
         if rng.random() < 0.5:  # the room's own background, plus maybe another source
             noise = _noise_track(rng, corpus, n, min_clips=0)
             audio = mix_at_snr(audio, labels >= 0.5, noise, float(rng.uniform(0, 30)))

@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-hours", type=float, default=0.7, help="hours of validation scenes")
     parser.add_argument("--nonspeech-share", type=float, default=0.27,
                         help="share of scenes that are non-speech only")
-    parser.add_argument("--recorded-share", type=float, default=0.25,
+    parser.add_argument("--recorded-share", type=float, default=0.35,
                         help="share of scenes that are real recordings as recorded (teacher-labelled)")
     parser.add_argument("--transient-rate", type=float, default=0.6,
                         help="chance that a scene gets transient events (clicks, breath, human sounds)")
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", choices=("teacher", "energy"), default="teacher",
                         help="speech labels: FireRedVAD teacher probabilities or the energy rule")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="fraction of train files held out")
-    parser.add_argument("--minutes", type=float, default=30.0, help="training time limit (after data)")
+    parser.add_argument("--minutes", type=float, default=35.0, help="training time limit (after data)")
     parser.add_argument("--epochs", type=float, default=None, help="passes over the training windows (default: "
                         "as many as --minutes allows, estimated from the first steps)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--winstep", type=float, default=0.02,
                         help="MFCC frame step in seconds: 0.02 (one frame per hop) or 0.01 (two; model 1.0)")
     parser.add_argument("--context-frames", type=int, default=64)
-    parser.add_argument("--lookahead-frames", type=int, default=1, choices=(0, 1))
+    parser.add_argument("--lookahead-frames", type=int, default=0, choices=(0, 1))
     parser.add_argument("--channels", type=_ints, default=(24, 32, 32))
     parser.add_argument("--kernels", type=_ints, default=(4, 3, 3))
     parser.add_argument("--strides", type=_ints, default=(2, 2, 2))
@@ -91,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="feed per-coefficient mean/min/max over the whole window to the classifier")
     parser.add_argument("--numcep", type=int, default=13)
     parser.add_argument("--nfilt", type=int, default=26)
-    parser.add_argument("--version", default="2.0", help="model version stored in the metadata")
+    parser.add_argument("--version", default="3.0", help="model version stored in the metadata")
     parser.add_argument("--no-quantise", dest="quantise", action="store_false", help="skip the int8 trial")
     parser.add_argument("--smoke", action="store_true",
                         help="a few seconds on a handful of clips (or generated audio without a corpus): CI check")
