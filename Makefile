@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test test-fast fuzz bench train evaluate setup setup-test clean
+.PHONY: run test test-fast lint fuzz bench train evaluate setup setup-test clean
 
 $(BIN)/python:
 	./script/setup-system run
@@ -29,9 +29,13 @@ run: setup
 test: setup-test
 	$(BIN)/python -m pytest $(ARGS)
 
-# everything but the slow tests (a wheel built and installed in a fresh venv, ...)
+# the quick loop: no PulseAudio server, no training, nothing built or installed (README: its time)
 test-fast: setup-test
-	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -m "not slow and not audio and not training" $(ARGS)
+
+# ruff, configured in pyproject.toml
+lint: setup-test
+	$(BIN)/ruff check .
 
 # the fuzz suite with many more examples than make test runs (docs/fuzzing.md)
 fuzz: setup-test

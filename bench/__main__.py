@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["accuracy", "compute", "memory", "latency", "daemon", "audio", "all"])
     p.add_argument("--quick", action="store_true", help="a few-seconds smoke run (checks the code, not timings)")
     p.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md, plots and results/ go (default: bench/)")
-    p.add_argument("--data-root", type=Path, default=None, help="corpus root (default: $VADSTREAM_DATA or ../shared/data)")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="corpus root (default: $VADSTREAM_DATA or ../shared/data)")
     p.add_argument("--labelled", type=Path, action="append", default=[],
                    help="folder of *.wav with label files (start,end lines or TEN .scv); repeatable")
     p.add_argument("--model", type=Path, default=None, help="vadstream model (default: models/vadstream.onnx)")

@@ -65,8 +65,7 @@ def collect(args) -> tuple[dict, dict, dict, dict]:
     else:
         log(f"bench accuracy: no dev split under {data_root}: dev mixtures skipped")
     from vadstream.evaluation import realworld
-
-    from .labelled import load_folder
+    from vadstream.evaluation.labels import load_folder
 
     if (data_root / "dev").is_dir():
         conditions.update(realworld.real_sets(data_root, Path(args.cache_dir), args.quick, log))

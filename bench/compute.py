@@ -69,7 +69,6 @@ def run(args) -> list[str]:
         else:
             cases.append((name, peer, peer.hop_samples))
     per_case: dict[str, dict] = {c[0]: {"cpu_per_s": [], "durs": []} for c in cases}
-    audio_s = audio.size / 16000
     for rnd in range(rounds):
         order = cases[rnd % len(cases):] + cases[: rnd % len(cases)]
         for label, peer, chunk in order:

@@ -453,16 +453,19 @@ def run(args) -> list[str]:
         lines.append(evaluate.markdown_table(
             ["onset p50 ms", "onset p90", "offset p50", "offset p90", "segments", "missed", "early", "pauses",
              "bridged", "fragmented", "false starts (non-speech)", "per hour", "messages dropped"],
-            [[evaluate.fmt(s["onset_median_ms"], 0), evaluate.fmt(s["onset_p90_ms"], 0), evaluate.fmt(s["offset_median_ms"], 0),
+            [[evaluate.fmt(s["onset_median_ms"], 0), evaluate.fmt(s["onset_p90_ms"], 0),
+              evaluate.fmt(s["offset_median_ms"], 0),
               evaluate.fmt(s["offset_p90_ms"], 0), s["segments"], s["missed"], s["early"], s["pauses"], s["bridged"],
               s["fragments"],
-              lat["false_starts"], evaluate.fmt(lat["false_starts_per_hour"], 1), evaluate.fmt(lat["dropped"])]]) + "\n")
+              lat["false_starts"], evaluate.fmt(lat["false_starts_per_hour"], 1),
+              evaluate.fmt(lat["dropped"])]]) + "\n")
     if results["cost"]:
         lines.append(f"Daemon cost (CPU % of one core = CPU seconds / wall seconds; RSS from /proc), "
                      f"{cost_s:.0f} s of digital silence then {cost_s:.0f} s of dev speech mixtures:\n")
         lines.append(evaluate.markdown_table(["device rate", "CPU % silence", "CPU % speech", "RSS MB silence",
                                        "RSS MB speech", "peak RSS MB"],
-                                      [[f"{c['rate_hz']} Hz", evaluate.fmt(c["silence_cpu_pct"], 2), evaluate.fmt(c["speech_cpu_pct"], 2),
+                                      [[f"{c['rate_hz']} Hz", evaluate.fmt(c["silence_cpu_pct"], 2),
+                                        evaluate.fmt(c["speech_cpu_pct"], 2),
                                         evaluate.fmt(c["rss_silence_mb"], 1), evaluate.fmt(c["rss_speech_mb"], 1),
                                         evaluate.fmt(c["peak_rss_mb"], 1)] for c in results["cost"]]) + "\n")
     for e in results["errors"]:

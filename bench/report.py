@@ -139,11 +139,12 @@ def headline(docs: dict) -> str:
         c = comp.get("vadstream (40 ms chunks)" if name == "vadstream" else name, {})
         m = mem.get("vads", {}).get(name, {})
         rss = (m["maxrss_kb"] - mem["baseline_kb"]) / 1024 if "maxrss_kb" in m and mem.get("baseline_kb") else None
-        l = lat.get(f"{name}, common rule", {})
+        lt = lat.get(f"{name}, common rule", {})
         rows.append([name, _f(a.get("roc_auc")), _f(a.get("ap")), _f(a.get("f1")), _f(a.get("fpr")),
-                     _f(c.get("cpu_per_audio_s_median"), 5), _f(c.get("ratio_vs_silero"), 2) if name == "vadstream" else "",
-                     _f(rss, 1), _f(l.get("onset_median_ms"), 0), _f(l.get("offset_median_ms"), 0),
-                     _f(l.get("false_starts_per_hour"), 0)])
+                     _f(c.get("cpu_per_audio_s_median"), 5),
+                     _f(c.get("ratio_vs_silero"), 2) if name == "vadstream" else "",
+                     _f(rss, 1), _f(lt.get("onset_median_ms"), 0), _f(lt.get("offset_median_ms"), 0),
+                     _f(lt.get("false_starts_per_hour"), 0)])
     head = ["VAD", "ROC-AUC", "AP", "F1@0.5", "FPR@0.5", "CPU s per audio s", "vs Silero", "RSS MB over Python",
             "onset p50 ms", "offset p50 ms", "false starts/h"]
     out = ["## Headline (details in the sections below)\n",

@@ -80,7 +80,7 @@ class PulseServer:
             f"--load=module-native-protocol-unix socket={self.socket} auth-anonymous=1",
             f"--load=module-null-sink sink_name={SINK} rate={self.rate_hz} channels={self.channels}"
             f" sink_properties=device.description=vadstream-test-sink",
-            f"--load=module-always-sink",
+            "--load=module-always-sink",
         ]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, env=self._server_env(), stdout=log, stderr=log,

@@ -184,7 +184,7 @@ def test_garbage_labels_file_is_one_clear_error(tmp_path, capsys, content, words
 
 
 def test_empty_labels_file_is_a_reference_without_speech(tmp_path):
-    from vadstream.commands.formats import read_labels
+    from vadstream.evaluation.labels import read_labels
 
     labels = tmp_path / "labels.txt"
     labels.write_text("# no speech in this clip\n")

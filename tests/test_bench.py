@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from bench.labelled import load_folder, read_labels
 from tests.conftest import REPO
 from tests.test_bench_corpus import make_corpus, make_labelled_folder
+from vadstream.evaluation.labels import load_folder, read_labels
 
 
 def test_read_labels_formats(tmp_path):

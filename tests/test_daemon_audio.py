@@ -104,7 +104,8 @@ def test_no_audio_subscriber_no_audio_work(tmp_path, ctx, track):
         col.wait_for(lambda m: isinstance(m, SpeechEnd), 15)
         status = request(daemon.control, "status", context=ctx)["status"]
         audio = status["audio"]
-        assert (audio["utterance_subscribed"], audio["speech_subscribed"], audio["history_samples"]) == (False, False, 0)
+        subscribed = (audio["utterance_subscribed"], audio["speech_subscribed"], audio["history_samples"])
+        assert subscribed == (False, False, 0)
         assert audio["history_capacity_samples"] == int((0.5 + 30 + 0.3 + 2.0) * 16000)  # held once subscribed
         assert daemon.wait(30) == 0
     finally:

@@ -39,7 +39,7 @@ def test_round_trip_and_schema(event, validator):
     data = json.loads(frames[1])
     validator.validate(data)
     assert data["schema_version"] == 1 and data["type"] == event.TYPE
-    assert data["seq"] == 7 and data["topic_seq"] == 3 and data["stream_id"] == "abc123" and data["source"] == "test.wav"
+    assert (data["seq"], data["topic_seq"], data["stream_id"], data["source"]) == (7, 3, "abc123", "test.wav")
     assert data["time_s"] == event.sample_index / 16000
     assert events.parse(frames) == event
     assert type(event).from_message(frames) == event

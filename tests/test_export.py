@@ -10,6 +10,8 @@ from vadstream.stages.features import FeatureConfig, mfcc
 from vadstream.stages.model import ModelSpec, OnnxModel
 from vadstream.stages.vad import Vad
 
+pytestmark = pytest.mark.training  # make test-fast skips them
+
 SR = 16000
 
 
@@ -43,7 +45,8 @@ def exported(tmp_path_factory, request):
     # would blow normalised features up to ~1e3 and test float32 rounding instead of the export
     spec = ModelSpec(features=features, frames_per_hop=round(0.02 / request.param), context_frames=cfg.context_frames,
                      lookahead_frames=1,
-                     outputs_per_inference=2, norm_mean=tuple(feats.mean(0)), norm_std=tuple(np.maximum(feats.std(0), 5.0)),
+                     outputs_per_inference=2, norm_mean=tuple(feats.mean(0)),
+                     norm_std=tuple(np.maximum(feats.std(0), 5.0)),
                      name="test", version="t")
     path = tmp_path_factory.mktemp("export") / "net.onnx"
     export_onnx(net, spec, path)
@@ -131,8 +134,8 @@ def test_shipped_model_digital_silence_is_not_speech(shipped_model):
 
 @pytest.mark.corpus
 def test_shipped_model_separates_speech_from_silence_on_corpus(shipped_model, shared_data):
+    from vadstream.evaluation.metrics import roc_auc
     from vadstream.training.data import build_eval_set
-    from vadstream.training.train import roc_auc
 
     items = build_eval_set(shared_data, "dev", 10.0, seed=0)[:6]
     vad = Vad(shipped_model)

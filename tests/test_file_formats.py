@@ -18,9 +18,9 @@ from vadstream.commands.formats import (
     format_probs_csv,
     format_probs_json,
     format_rttm,
-    read_labels,
     segments_from_events,
 )
+from vadstream.evaluation.labels import read_labels
 from vadstream.stages.detector import EndReason, SpeechEnd, SpeechStart
 
 SEGMENTS = [Segment(8000, 27360, "silence"), Segment(40480, 59520, "end_of_input")]
@@ -117,3 +117,17 @@ def test_read_labels(tmp_path):
     path.write_text("2.0,1.0\n")
     with pytest.raises(ValueError, match="before start"):
         read_labels(path)
+
+
+def test_one_label_reader_for_files_and_labelled_folders(tmp_path):
+    """The label reader of `vadstream file --labels` and of labelled test folders: Audacity tracks,
+    a header, comments, not-speech labels in a third column, TEN VAD's .scv."""
+    audacity = tmp_path / "a.txt"
+    audacity.write_text("0.5\t1.0\tspeech\n2.0\t3.0\tnoise\n4.0\t4.5\n")
+    assert read_labels(audacity) == [(0.5, 1.0), (4.0, 4.5)]
+    csv = tmp_path / "b.csv"
+    csv.write_text("start,end,label\n# a comment\n0,1.5,1\n1.5,2,0\n")
+    assert read_labels(csv) == [(0.0, 1.5)]
+    scv = tmp_path / "c.scv"
+    scv.write_text("c,1.2,3.5,1,3.5,4.0,0,4.0,5.25,1\n")
+    assert read_labels(scv) == [(1.2, 3.5), (4.0, 5.25)]

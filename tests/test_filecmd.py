@@ -64,7 +64,9 @@ def clip(tmp_path_factory):
         pytest.skip("needs espeak-ng and sox (script/setup-system test)")
     tmp = tmp_path_factory.mktemp("clip")
     a, b = (speak(text, tmp, f"s{i}") for i, text in enumerate(SENTENCES))
-    silence = lambda s: np.zeros(int(s * RATE), np.float32)
+    def silence(s: float) -> np.ndarray:
+        return np.zeros(int(s * RATE), np.float32)
+
     x = np.concatenate([silence(LEAD_S), a, silence(GAP_S), b, silence(TAIL_S)]) * 0.6
     x = x + np.random.default_rng(5).normal(0.0, 0.002, x.size).astype(np.float32)
     ra, rb = active_region(a), active_region(b)

@@ -98,13 +98,15 @@ def test_extract_segments_rule():
 
 def test_event_latency_matching():
     ref = [(100, 500), (1000, 2000), (3000, 3500), (4000, 4100)]
-    det = [metrics.Segment(150, 600, 200, 700), metrics.Segment(900, 3200, 950, 3400), metrics.Segment(5000, 5100, 5050, 5200)]
+    det = [metrics.Segment(150, 600, 200, 700), metrics.Segment(900, 3200, 950, 3400),
+           metrics.Segment(5000, 5100, 5050, 5200)]
     st = metrics.event_latency(ref, det, n_samples=16000)
     assert st.onset_delays == [100, -50]  # the third segment is a continuation: no onset
     assert st.offset_delays == [200, -100]  # the pause after the second is bridged
     assert (st.n_reference, st.missed, st.n_pauses, st.bridged, st.false_starts) == (4, 1, 3, 1, 1)
     assert st.fragments == 0
-    cut = metrics.event_latency([(0, 1000)], [metrics.Segment(0, 400, 10, 500), metrics.Segment(600, 1000, 650, 1100)], 2000)
+    halves = [metrics.Segment(0, 400, 10, 500), metrics.Segment(600, 1000, 650, 1100)]
+    cut = metrics.event_latency([(0, 1000)], halves, 2000)
     assert (cut.fragments, cut.onset_delays, cut.offset_delays) == (1, [10], [100])
     # a detection known 250 ms before the onset began in the pause: early, no onset delay
     early = metrics.event_latency([(8000, 16000)], [metrics.Segment(3000, 16000, 4000, 17000)], 20000)
@@ -118,3 +120,20 @@ def test_event_latency_matching():
 
 def test_false_starts_per_hour():
     assert metrics.false_starts_per_hour(3, 16000 * 1800) == pytest.approx(6.0)
+
+
+def test_roc_auc_and_average_precision_equal_scikit_learns():
+    """The one metrics implementation (training and evaluation use it) against scikit-learn, with ties."""
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(4)
+    for n, levels in ((50, None), (2000, None), (2000, 7)):  # levels: scores with many ties
+        y = rng.random(n) < 0.3
+        s = rng.random(n) + 0.5 * y
+        if levels:
+            s = np.round(s * levels) / levels
+        assert metrics.roc_auc(y, s) == pytest.approx(sk.roc_auc_score(y, s), abs=1e-12)
+        assert metrics.average_precision(y, s) == pytest.approx(sk.average_precision_score(y, s), abs=1e-12)
+        fpr, tpr, _ = metrics.roc_curve(y, s)
+        sk_fpr, sk_tpr, _ = sk.roc_curve(y, s, drop_intermediate=False)
+        np.testing.assert_allclose(fpr, sk_fpr)
+        np.testing.assert_allclose(tpr, sk_tpr)

@@ -104,7 +104,8 @@ def test_file_command_plot_with_labels(tmp_path, shipped_model):
     assert proc.returncode == 0, proc.stderr
     assert png_size(png) == (plot.WIDTH_PX, plot.HEIGHT_PX)
     assert colour_pixels(png, plot.REFERENCE_COLOUR) > 2000
-    proc = subprocess.run([sys.executable, "-m", "vadstream", "file", str(wav), "--plot", str(tmp_path / "no" / "p.png"),
+    missing_dir = tmp_path / "no" / "p.png"
+    proc = subprocess.run([sys.executable, "-m", "vadstream", "file", str(wav), "--plot", str(missing_dir),
                            "--model", str(shipped_model)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stderr.splitlines()[0] == \
         f"vadstream file: {wav}: No such file or directory: {tmp_path / 'no' / 'p.png'}"

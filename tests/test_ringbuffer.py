@@ -67,31 +67,43 @@ def test_bad_sizes():
 
 
 def test_threaded_producer_consumer_loses_nothing():
-    """A real producer thread and a consumer: every frame arrives once, in order."""
+    """A real producer thread and a consumer: every frame arrives once, in order. Each side sleeps
+    on an Event when it cannot go on (ring full / empty) instead of spinning against the other for
+    the GIL; the ring itself stays lock-free, the Events only schedule the two threads."""
     ring = RingBuffer(257, channels=1)
     total = 200_000
     data = np.arange(total, dtype=np.float32)
-    done = threading.Event()
+    data_ready, space = threading.Event(), threading.Event()
+    stalls = {"full": 0, "empty": 0}
 
     def produce():
         pos = 0
         rng = np.random.default_rng(1)
         while pos < total:
             n = int(rng.integers(1, 64))
-            chunk = data[pos: pos + n]
-            stored = ring.write(chunk)
+            space.clear()  # before the write: room made after it sets the event again
+            stored = ring.write(data[pos: pos + n])
             pos += stored  # retry the rest (a real callback would drop it instead)
-        done.set()
+            data_ready.set()
+            if stored < n:
+                stalls["full"] += 1
+                assert space.wait(10.0), "the consumer stopped reading"
 
     t = threading.Thread(target=produce)
     t.start()
     got = []
     n_got = 0
     while n_got < total:
+        data_ready.clear()  # before the read: frames written after it set the event again
         x = ring.read()
         if x.size:
-            got.append(x[:, 0])
+            got.append(x[:, 0].copy())
             n_got += x.shape[0]
-    t.join()
-    assert done.is_set()
+            space.set()
+        else:
+            stalls["empty"] += 1
+            assert data_ready.wait(10.0), "the producer stopped writing"
+    t.join(10.0)
+    assert not t.is_alive()
     assert np.array_equal(np.concatenate(got), data)
+    assert ring.overflow_frames > 0 and sum(stalls.values()) > 0  # both edges were exercised

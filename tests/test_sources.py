@@ -244,7 +244,8 @@ def test_stdin_raw_s16le_through_a_pipe(tmp_path):
     # a paced writer in a separate process: 0.25 s of audio every 0.1 s
     feeder = [sys.executable, "-c",
               "import sys,time\nd=open(sys.argv[1],'rb').read()\n"
-              "for i in range(0,len(d),8000):\n sys.stdout.buffer.write(d[i:i+8000]); sys.stdout.flush(); time.sleep(0.1)",
+              "for i in range(0,len(d),8000):\n"
+              " sys.stdout.buffer.write(d[i:i+8000]); sys.stdout.flush(); time.sleep(0.1)",
               str(raw)]
     info, x = run_stdin_reader(tmp_path, feeder)
     assert info["finished"] and info["contiguous"] and info["first"] == 0 and info["walls_increase"]

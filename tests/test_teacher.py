@@ -8,10 +8,12 @@ import struct
 import numpy as np
 import pytest
 
-from vadstream.training import augment as aug
 from vadstream.evaluation.realworld import GRID, aligned_scores, streaming_scores
+from vadstream.training import augment as aug
 from vadstream.training.scenes import close_dips
 from vadstream.training.teacher import DEFAULT_DIR, frames_to_samples, read_kaldi_matrix
+
+pytestmark = pytest.mark.training  # make test-fast skips them
 
 SR = 16000
 

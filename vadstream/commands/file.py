@@ -276,7 +276,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         labels = None
         if args.labels:
-            from vadstream.commands.formats import read_labels
+            from vadstream.evaluation.labels import read_labels
 
             labels = read_labels(args.labels)
     except (ValueError, OSError) as exc:

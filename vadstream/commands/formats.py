@@ -20,7 +20,6 @@ import csv
 import dataclasses
 import io
 import json
-import math
 from pathlib import Path
 from typing import Iterable, TextIO
 
@@ -177,41 +176,3 @@ class Writer:
         self.stream.write(text)
         self.stream.flush()
         self.count += 1
-
-
-def read_labels(path: str | Path) -> list[tuple[float, float]]:
-    """Reference speech regions from a text file: one ``start,end`` (seconds) per line.
-
-    Commas, tabs or spaces separate the numbers, so Audacity label tracks work too (a third
-    column is ignored). Blank lines, ``#`` comments and a non-numeric header line are skipped; an
-    empty file (or comments only) is a reference without speech. Anything else that gives no
-    region (one line of text, a binary file) is refused: ValueError with one line.
-    """
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a text file of 'start,end' lines (byte 0x{exc.object[exc.start]:02x} "
-                         f"at offset {exc.start} is not UTF-8)") from None
-    regions = []
-    header = None
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        fields = line.replace(",", " ").split()
-        try:
-            start, end = float(fields[0]), float(fields[1])
-        except (ValueError, IndexError):
-            if not regions and header is None:
-                header = (lineno, raw)  # a header, if real lines follow
-                continue
-            raise ValueError(f"{path}:{lineno}: expected 'start,end' in seconds, got {raw[:80]!r}") from None
-        if not (math.isfinite(start) and math.isfinite(end)) or start < 0:
-            raise ValueError(f"{path}:{lineno}: start and end must be seconds >= 0, got {raw[:80]!r}")
-        if end < start:
-            raise ValueError(f"{path}:{lineno}: end {end} is before start {start}")
-        regions.append((start, end))
-    if header is not None and not regions:
-        lineno, raw = header
-        raise ValueError(f"{path}:{lineno}: expected 'start,end' in seconds, got {raw[:80]!r} (and no other line)")
-    return regions

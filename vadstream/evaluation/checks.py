@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vadstream.evaluation.metrics import average_precision, roc_auc
 from vadstream.training.data import concat_utterances, fit_noise, load_audio, mix_at_snr, speech_mask
 from vadstream.training.scenes import corpus_paths
-from vadstream.training.train import DEFAULT_DATA, average_precision, roc_auc
+from vadstream.training.train import DEFAULT_DATA
 
 
 def hop_probs(vad, audio: np.ndarray) -> tuple[np.ndarray, int]:

@@ -108,7 +108,8 @@ def events_to_segments(events: Iterable, hop_samples: int, known_at: np.ndarray)
         if isinstance(ev, SpeechStart):
             start = ev
         elif isinstance(ev, SpeechEnd) and start is not None:
-            segs.append(metrics.Segment(ev.start_sample, ev.sample_index, known(start.decided_sample), known(ev.decided_sample)))
+            segs.append(metrics.Segment(ev.start_sample, ev.sample_index, known(start.decided_sample),
+                                        known(ev.decided_sample)))
             start = None
     return segs
 
@@ -174,7 +175,8 @@ def segments_for(run: ItemRun, rule: metrics.SmoothingRule | None = None, config
     return metrics.extract_segments(run.probs, run.hop_samples, rule or COMMON_RULE, run.known_at)
 
 
-def event_summary(runs: Sequence[ItemRun], rule: metrics.SmoothingRule | None = None, config=None) -> metrics.LatencyStats:
+def event_summary(runs: Sequence[ItemRun], rule: metrics.SmoothingRule | None = None,
+                  config=None) -> metrics.LatencyStats:
     stats = metrics.LatencyStats()
     for r in runs:
         stats.extend(metrics.event_latency(r.reference, segments_for(r, rule, config), r.n_samples))

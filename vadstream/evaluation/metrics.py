@@ -286,7 +286,8 @@ class LatencyStats:
     def extend(self, other: "LatencyStats") -> "LatencyStats":
         self.onset_delays += other.onset_delays
         self.offset_delays += other.offset_delays
-        for f in ("n_reference", "missed", "n_pauses", "bridged", "early", "fragments", "false_starts", "audio_samples"):
+        for f in ("n_reference", "missed", "n_pauses", "bridged", "early", "fragments", "false_starts",
+                  "audio_samples"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         return self
 

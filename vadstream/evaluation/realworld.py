@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vadstream.evaluation import metrics as M
+from vadstream.evaluation import metrics
 
 GRID = 160  # 10 ms at 16 kHz
 BOOTSTRAP = 300
@@ -91,8 +91,8 @@ def score_runs(items: Sequence, runs: Sequence) -> Scored:
 def _metrics(labels: list[np.ndarray], scores: list[np.ndarray], threshold: float) -> dict[str, float]:
     y = np.concatenate(labels)
     p = np.concatenate(scores)
-    b = M.scores_at(y, p, threshold)
-    return {"roc_auc": M.roc_auc(y, p), "ap": M.average_precision(y, p), "f1": b.f1, "recall": b.recall,
+    b = metrics.scores_at(y, p, threshold)
+    return {"roc_auc": metrics.roc_auc(y, p), "ap": metrics.average_precision(y, p), "f1": b.f1, "recall": b.recall,
             "fpr": b.fpr}
 
 
@@ -108,9 +108,11 @@ def bootstrap_ci(labels: list[np.ndarray], scores: list[np.ndarray], seed: int =
         p = np.concatenate([scores[i] for i in pick])
         if y.all() or not y.any():
             continue
-        aucs.append(M.roc_auc(y, p))
-        aps.append(M.average_precision(y, p))
-    q = lambda v: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if v else (float("nan"),) * 2
+        aucs.append(metrics.roc_auc(y, p))
+        aps.append(metrics.average_precision(y, p))
+    def q(v: list[float]) -> tuple[float, float]:
+        return (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if v else (float("nan"),) * 2
+
     return {"roc_auc": q(aucs), "ap": q(aps)}
 
 
@@ -127,7 +129,7 @@ def summarise(scored: Scored, threshold: float = 0.5, ci: bool = True) -> dict:
 # Data
 # --------------------------------------------------------------------------------------------
 def load_ami(data_root: Path) -> list:
-    from bench.labelled import load_folder
+    from vadstream.evaluation.labels import load_folder
 
     folder = data_root / "dev" / "labelled" / "ami"
     return load_folder(folder) if folder.is_dir() else []

@@ -428,7 +428,8 @@ def add_arguments(parser) -> None:
     g = parser.add_argument_group("configuration (flags override the config file)")
     g.add_argument("--config", metavar="FILE",
                    help=f"TOML config file (default: {DEFAULT_CONFIG_PATH} when it exists)")
-    g.add_argument("--input", metavar="SRC", help="'microphone' (default), '-' for s16le 16 kHz mono on stdin, or a WAV file")
+    g.add_argument("--input", metavar="SRC",
+                   help="'microphone' (default), '-' for s16le 16 kHz mono on stdin, or a WAV file")
     g.add_argument("--device", metavar="DEV", help="input device index or name substring")
     g.add_argument("--channel", metavar="N", help="input channel index, or 'downmix' (default)")
     g.add_argument("--no-realtime", dest="realtime", action="store_const", const=False,
@@ -440,10 +441,14 @@ def add_arguments(parser) -> None:
                    help=f"probability that starts candidate speech (default {_D.onset_threshold:g})")
     g.add_argument("--offset", dest="offset_threshold", type=float, metavar="P",
                    help=f"probability below which speech counts as a pause (default {_D.offset_threshold:g})")
-    g.add_argument("--min-speech-ms", type=float, metavar="MS", help=f"speech needed before speech_start (default {_D.min_speech_ms:g})")
-    g.add_argument("--min-silence-ms", type=float, metavar="MS", help=f"pause needed before speech_end (default {_D.min_silence_ms:g})")
-    g.add_argument("--max-speech-s", type=float, metavar="S", help=f"split segments longer than this (default {_D.max_speech_s:g}; 0 = never)")
-    g.add_argument("--speech-pad-ms", type=float, metavar="MS", help=f"padding around each segment (default {_D.speech_pad_ms:g})")
+    g.add_argument("--min-speech-ms", type=float, metavar="MS",
+                   help=f"speech needed before speech_start (default {_D.min_speech_ms:g})")
+    g.add_argument("--min-silence-ms", type=float, metavar="MS",
+                   help=f"pause needed before speech_end (default {_D.min_silence_ms:g})")
+    g.add_argument("--max-speech-s", type=float, metavar="S",
+                   help=f"split segments longer than this (default {_D.max_speech_s:g}; 0 = never)")
+    g.add_argument("--speech-pad-ms", type=float, metavar="MS",
+                   help=f"padding around each segment (default {_D.speech_pad_ms:g})")
     g.add_argument("--endpoint", metavar="EP", help="events endpoint (ipc://PATH or tcp://HOST:PORT)")
     g.add_argument("--control-endpoint", metavar="EP", help="control endpoint, or 'none'")
     g.add_argument("--hwm", type=int, metavar="N", help="send high-water mark per subscriber")

@@ -228,7 +228,9 @@ class StreamingMfcc:
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Feed float samples; return MFCC rows (n, numcep) of the frames completed by them."""
-        x = samples if samples.dtype == np.float64 and samples.ndim == 1 else np.asarray(samples, np.float64).reshape(-1)
+        x = samples
+        if samples.dtype != np.float64 or samples.ndim != 1:
+            x = np.asarray(samples, np.float64).reshape(-1)
         m = x.size
         if m == 0:
             return np.zeros((0, self.cfg.numcep))

@@ -77,8 +77,13 @@ def band_limit(x: np.ndarray, low_hz: float | None, high_hz: float | None, order
 
 def telephone(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Narrow-band telephone channel: 8 kHz round trip (nothing above 4 kHz), 300-3400 Hz band,
-    optional G.711 mu-law companding."""
-    from vadstream.training.data import resample
+    optional G.711 mu-law companding. The round trip is the phone network's (scipy's polyphase
+    filter), not vadstream's input resampling, and is per scene: it stays on scipy's fast C code."""
+    from scipy.signal import resample_poly
+
+    def resample(y: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+        g = math.gcd(from_hz, to_hz)
+        return resample_poly(np.asarray(y, dtype=np.float64), to_hz // g, from_hz // g).astype(np.float32)
 
     y = resample(np.asarray(x, dtype=np.float32), SAMPLE_RATE_HZ, 8000)
     if rng.random() < 0.5:

@@ -49,14 +49,13 @@ def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    """Polyphase resampling (scipy.signal.resample_poly, anti-aliased) from ``from_hz`` to ``to_hz``."""
-    from scipy.signal import resample_poly
+    """``audio`` from ``from_hz`` to ``to_hz`` with the daemon's own anti-aliasing resampler
+    (:mod:`vadstream.stages.resample`), so training audio is coloured as served audio is."""
+    from vadstream.stages.resample import resample as pipeline_resample
 
     if from_hz == to_hz:
         return np.asarray(audio, dtype=np.float32)
-    g = math.gcd(int(from_hz), int(to_hz))
-    out = resample_poly(np.asarray(audio, dtype=np.float64), int(to_hz) // g, int(from_hz) // g)
-    return out.astype(np.float32)
+    return pipeline_resample(np.asarray(audio, dtype=np.float32), int(from_hz), int(to_hz)).astype(np.float32)
 
 
 def find_clips(data_root: str | os.PathLike[str], split: str, kind: str) -> list[Path]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vadstream.evaluation import metrics
 from vadstream.stages.features import FeatureConfig
 from vadstream.stages.model import ModelSpec
 
@@ -103,48 +104,9 @@ def log(msg: str) -> None:
 
 # ----------------------------------------------------------------------------- metrics
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (ties count half); nan without both classes."""
-    y = np.asarray(labels, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(s.size)
-    sorted_s = s[order]
-    # average ranks for ties
-    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
-    avg = first + (counts - 1) / 2.0 + 1.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision (sklearn's definition: sum over thresholds of precision * recall step)."""
-    y = np.asarray(labels, dtype=bool)
-    if not y.any():
-        return float("nan")
-    s = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    ys, ss = y[order], s[order]
-    tp = np.cumsum(ys)
-    fp = np.cumsum(~ys)
-    last = np.r_[np.flatnonzero(np.diff(ss)), ys.size - 1]  # end of each distinct score
-    precision = tp[last] / (tp[last] + fp[last])
-    recall = tp[last] / y.sum()
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
 def binary_metrics(targets: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    y = np.asarray(targets) >= 0.5
-    p = np.asarray(probs)
-    pred = p >= threshold
-    tp, fp, fn = int(np.sum(pred & y)), int(np.sum(pred & ~y)), int(np.sum(~pred & y))
-    f1 = 2 * tp / max(1, 2 * tp + fp + fn)
-    fpr = fp / max(1, int((~y).sum()))
-    return {"roc_auc": roc_auc(y, p), "ap": average_precision(y, p), "f1": f1, "fpr": fpr,
-            "speech_fraction": float(y.mean())}
+    """ROC-AUC, AP, F1, FPR (vadstream.evaluation.metrics) against targets >= 0.5."""
+    return metrics.frame_metrics(np.asarray(targets) >= 0.5, probs, threshold)
 
 
 # ----------------------------------------------------------------------------- windows
