@@ -206,3 +206,14 @@ def make_test_audio(phrases: tuple[str, ...] = DEFAULT_PHRASES, lead_s: float = 
             ramp = np.hanning(2 * half)
             x[c - half: c + half] += ramp * pink_noise(2 * half, rng) * 10 ** (burst_dbfs / 20) * np.sqrt(1.5)
     return TestAudio(np.clip(x, -1.0, 32767 / 32768).astype(np.float32), regions, tuple(phrases))
+
+
+def two_phrases() -> TestAudio:
+    """Two phrases over faint noise with a click between them (skips the test without espeak-ng):
+    the file-level tests' clip (daemon, ``vadstream file``, Stream)."""
+    import pytest
+
+    if espeak_missing():
+        pytest.skip(espeak_missing())
+    return make_test_audio(("turn on the kitchen lights", "what is the weather like tomorrow morning"),
+                           gap_s=1.5, tail_s=1.0, noise_dbfs=-50.0, burst_dbfs=-30.0)

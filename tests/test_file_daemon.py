@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from audio_gen import espeak_missing, make_test_audio, write_wav
+from audio_gen import two_phrases, write_wav
 from daemon_util import Collector, DaemonProcess, model_path
 
 from vadstream.wire.events import Probability, SpeechEnd, SpeechStart, Status
@@ -18,10 +18,7 @@ from vadstream.wire.events import Probability, SpeechEnd, SpeechStart, Status
 
 @pytest.fixture(scope="module")
 def audio():
-    if espeak_missing():
-        pytest.skip(espeak_missing())
-    return make_test_audio(("turn on the kitchen lights", "what is the weather like tomorrow morning"),
-                           gap_s=1.5, tail_s=1.0, noise_dbfs=-50.0, burst_dbfs=-30.0)
+    return two_phrases()
 
 
 def daemon_messages(tmp_path, wav, *flags: str):

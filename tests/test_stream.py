@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audio_gen import espeak_missing, make_test_audio, write_wav
+from audio_gen import two_phrases, write_wav
 from daemon_util import model_path
 from test_file_daemon import daemon_messages, daemon_segments, file_command
 
@@ -24,10 +24,7 @@ HOP = 320
 
 @pytest.fixture(scope="module")
 def audio():
-    if espeak_missing():
-        pytest.skip(espeak_missing())
-    return make_test_audio(("turn on the kitchen lights", "what is the weather like tomorrow morning"),
-                           gap_s=1.5, tail_s=1.0, noise_dbfs=-50.0, burst_dbfs=-30.0)
+    return two_phrases()
 
 
 @pytest.fixture(scope="module")

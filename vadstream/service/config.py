@@ -269,14 +269,19 @@ def _check_model(v: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_detector(v: dict[str, Any]) -> dict[str, Any]:
+def _check_numbers(section: str, bounds: Mapping[str, tuple[float, float]], v: dict[str, Any]) -> dict[str, Any]:
+    """A section whose keys are all numbers with a range (its config class's BOUNDS)."""
     out: dict[str, Any] = {}
     for key, value in v.items():
-        if key not in DetectorConfig.BOUNDS:
-            _unknown("detector", key)
-        low, high = DetectorConfig.BOUNDS[key]
-        out[key] = float(_num(f"detector.{key}", value, low, high))
+        if key not in bounds:
+            _unknown(section, key)
+        low, high = bounds[key]
+        out[key] = float(_num(f"{section}.{key}", value, low, high))
     return out
+
+
+def _check_detector(v: dict[str, Any]) -> dict[str, Any]:
+    return _check_numbers("detector", DetectorConfig.BOUNDS, v)
 
 
 def _check_publisher(v: dict[str, Any]) -> dict[str, Any]:
@@ -312,13 +317,7 @@ def _check_publisher(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_audio(v: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in v.items():
-        if key not in AudioConfig.BOUNDS:
-            _unknown("audio", key)
-        low, high = AudioConfig.BOUNDS[key]
-        out[key] = float(_num(f"audio.{key}", value, low, high))
-    return out
+    return _check_numbers("audio", AudioConfig.BOUNDS, v)
 
 
 def _check_logging(v: dict[str, Any]) -> dict[str, Any]:

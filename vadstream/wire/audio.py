@@ -77,17 +77,6 @@ class AudioMessage(Message):
         return [self.topic.encode(), json.dumps(self.to_dict(), separators=(",", ":")).encode(), pcm]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], samples: np.ndarray | None = None) -> "AudioMessage":
-        if data.get("type") != cls.TYPE:
-            raise ParseError(f"expected type {cls.TYPE!r}, got {data.get('type')!r}")
-        names = {f.name for f in dataclasses.fields(cls)} - {"samples"}
-        try:
-            return cls(**{k: v for k, v in data.items() if k in names},
-                       samples=_empty() if samples is None else samples)
-        except TypeError as exc:
-            raise ParseError(f"{cls.TYPE} message: {exc}") from None
-
-    @classmethod
     def from_frames(cls, frames: list[bytes], data: Mapping[str, Any]) -> "AudioMessage":
         """The message from its JSON header ``data`` and its PCM frame (format and length checked)."""
         if data.get("format", PCM_FORMAT) != PCM_FORMAT or data.get("sample_rate_hz") != SAMPLE_RATE_HZ:
@@ -96,7 +85,7 @@ class AudioMessage(Message):
         pcm = bytes(frames[2])
         if len(pcm) != 2 * data.get("num_samples", -1):
             raise ParseError(f"{cls.TYPE} message: {len(pcm)} PCM bytes for num_samples = {data.get('num_samples')!r}")
-        return cls.from_dict(data, np.frombuffer(pcm, dtype="<i2"))
+        return cls.from_dict(data, samples=np.frombuffer(pcm, dtype="<i2"))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -45,12 +45,7 @@ class ControlServer:
         # Requests up to DROP_REQUEST_BYTES are received so that an oversized one gets an answer
         # (ZeroMQ silently disconnects a peer beyond MAXMSGSIZE, and its REQ would wait forever).
         self._sock.setsockopt(zmq.MAXMSGSIZE, DROP_REQUEST_BYTES)
-        try:
-            bind(self._sock, endpoint, ipc_mode)
-        except OSError:
-            self._sock.close(0)
-            raise
-        self.last_endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.last_endpoint = bind(self._sock, endpoint, ipc_mode)
 
     def poll(self, max_requests: int = 8) -> int:
         """Serve the requests already waiting (at most ``max_requests``); never blocks."""

@@ -57,12 +57,13 @@ class Message:
         return [self.topic.encode(), json.dumps(self.to_dict(), separators=(",", ":")).encode()]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Message":
+    def from_dict(cls, data: Mapping[str, Any], **fields: Any) -> "Message":
+        """The message from its JSON object; ``fields`` are given from elsewhere (an audio frame)."""
         if data.get("type") != cls.TYPE:
             raise ParseError(f"expected type {cls.TYPE!r}, got {data.get('type')!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)} - fields.keys()
         try:
-            return cls(**{k: v for k, v in data.items() if k in names})
+            return cls(**{k: v for k, v in data.items() if k in names}, **fields)
         except TypeError as exc:
             raise ParseError(f"{cls.TYPE} message: {exc}") from None
 

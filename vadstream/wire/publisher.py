@@ -44,19 +44,25 @@ def prepare_ipc(endpoint: str) -> Path | None:
     return path
 
 
-def bind(sock: zmq.Socket, endpoint: str, ipc_mode: int = 0o660) -> None:
-    """Bind ``sock``; ``ipc://`` socket files get ``ipc_mode`` permissions. One-line OSError on failure."""
-    path = prepare_ipc(endpoint)
-    old_umask = os.umask(0o777 & ~ipc_mode) if path is not None else None
+def bind(sock: zmq.Socket, endpoint: str, ipc_mode: int = 0o660) -> str:
+    """Bind ``sock`` and return the endpoint it got (``LAST_ENDPOINT``); ``ipc://`` socket files get
+    ``ipc_mode`` permissions. On failure the socket is closed and OSError says why in one line."""
     try:
-        sock.bind(endpoint)
-    except zmq.ZMQError as exc:
-        raise OSError(f"cannot bind {endpoint}: {exc}") from None
-    finally:
-        if old_umask is not None:
-            os.umask(old_umask)
-    if path is not None:
-        os.chmod(path, ipc_mode)
+        path = prepare_ipc(endpoint)
+        old_umask = os.umask(0o777 & ~ipc_mode) if path is not None else None
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            raise OSError(f"cannot bind {endpoint}: {exc}") from None
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
+        if path is not None:
+            os.chmod(path, ipc_mode)
+    except OSError:
+        sock.close(0)
+        raise
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
 class Publisher:
@@ -82,12 +88,7 @@ class Publisher:
         self._sock.setsockopt(zmq.LINGER, linger_ms)
         self._sock.setsockopt(zmq.XPUB_NODROP, 1)
         self._sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # every (un)subscription, to count subscribers
-        try:
-            bind(self._sock, endpoint, ipc_mode)
-        except OSError:
-            self._sock.close(0)
-            raise
-        self.last_endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.last_endpoint = bind(self._sock, endpoint, ipc_mode)
 
     def publish(self, message: Message) -> Message:
         """Stamp and send ``message`` without blocking; returns the stamped message."""
