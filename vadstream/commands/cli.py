@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "file": ("vadstream.commands.file", "find speech segments in audio files"),
     "monitor": ("vadstream.commands.monitor", "live terminal view of speech probability and state"),
     "train": ("vadstream.training.train", "train a model (needs the 'train' extra)"),
-    "evaluate": ("vadstream.evaluation.evaluate", "evaluate models against peers on held-out data"),
+    "evaluate": ("vadstream.evaluation.command", "evaluate models against peers on held-out data"),
 }
 
 

@@ -310,19 +310,10 @@ class Daemon:
 
     def _reload_file(self) -> None:
         new = config.load(self.args)
-        edited: dict[str, dict[str, Any]] = {}  # live keys whose file/flag value changed since the last read
-        for key, (_, value) in config.diff(self._file_cfg, new).items():
-            if key.startswith(live.LIVE_KEYS):
-                section, name = key.split(".", 1)
-                edited.setdefault(section, {})[name] = value
-        try:
-            merged = config.from_mapping(edited, self.cfg, path=new.path)
-        except ConfigError as exc:
-            raise ConfigError(f"{new.path}: {exc} (with the values set through the control socket)") from None
+        merged, kept = live.from_reload(self.cfg, self._file_cfg, new)
         restart = live.restart_needed(self.cfg, new)
         changes = self._apply(merged)
         self._file_cfg = new
-        kept = sorted(k for k in config.diff(merged, new) if k.startswith(live.LIVE_KEYS))
         text = f"reloaded {new.path or 'defaults'}: " + (live.describe(changes) if changes else "no live changes")
         if kept:
             text += f"; kept from control requests: {', '.join(kept)}"

@@ -55,5 +55,22 @@ def from_request(cfg: Config, request: dict[str, Any]) -> Config:
     return new
 
 
+def from_reload(running: Config, last_read: Config, new: Config) -> tuple[Config, list[str]]:
+    """The config a reload gives: ``running`` with the live keys whose value in the file (or flags)
+    changed since it was ``last_read``; and the live keys where ``running`` keeps a value set
+    through the control socket that differs from the file's."""
+    edited: dict[str, dict[str, Any]] = {}
+    for key, (_, value) in config.diff(last_read, new).items():
+        if key.startswith(LIVE_KEYS):
+            section, name = key.split(".", 1)
+            edited.setdefault(section, {})[name] = value
+    try:
+        merged = config.from_mapping(edited, running, path=new.path)
+    except ConfigError as exc:
+        raise ConfigError(f"{new.path}: {exc} (with the values set through the control socket)") from None
+    kept = sorted(k for k in config.diff(merged, new) if k.startswith(LIVE_KEYS))
+    return merged, kept
+
+
 def describe(changes: Changes) -> str:
     return ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
