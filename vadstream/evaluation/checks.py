@@ -24,11 +24,11 @@ from vadstream.training.train import DEFAULT_DATA
 
 
 def hop_probs(vad, audio: np.ndarray) -> tuple[np.ndarray, int]:
-    """Offline probabilities of a vadstream Vad or a peer, and its hop size in samples."""
-    if hasattr(vad, "spec"):
-        return vad(audio), vad.hop_samples
-    vad.reset()
-    return np.concatenate([vad.process(audio), vad.flush()]), vad.hop_samples
+    """Offline probabilities of a vadstream Vad or a peer (all of ``audio`` in one call, then the
+    flush), and its hop size in samples."""
+    from vadstream.evaluation.peers import stream
+
+    return stream(vad, audio, chunk_samples=max(audio.size, 1))[0], vad.hop_samples
 
 
 def centre_labels(speech: np.ndarray, n: int, hop: int) -> np.ndarray:

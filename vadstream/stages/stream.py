@@ -34,6 +34,7 @@ from vadstream.stages.vad import Vad
 MAX_FILL_SAMPLES = SAMPLE_RATE_HZ  # holes up to 1 s are filled with silence; longer ones restart the stream
 
 _min, _max = np.minimum.reduce, np.maximum.reduce  # without ndarray.min's wrapper: runs per block
+_F32 = np.dtype(np.float32)
 _NO_PROBS = np.zeros(0, dtype=np.float32)
 _NO_PROBS.flags.writeable = False
 _NO_HOPS = np.zeros(0, dtype=np.int64)
@@ -131,11 +132,12 @@ class Stream:
     def process(self, samples: np.ndarray, start_sample: int | None = None) -> StreamOutput:
         """Feed a block of int16 or float mono samples that starts at stream sample ``start_sample``
         (None: right after the previous one). Returns the probabilities and events it completed."""
-        x = to_float32(samples)
-        start = self._fed if start_sample is None else int(start_sample)
+        x = samples if type(samples) is np.ndarray and samples.dtype == _F32 and samples.ndim == 1 \
+            else to_float32(samples)  # the common case without the conversion's checks: it runs per block
         out = _NOTHING
-        gap = start - self._fed
+        gap = 0 if start_sample is None else int(start_sample) - self._fed
         if self._resync or gap > self.max_fill_samples:
+            start = self._fed + gap
             if not self._resync:  # a jump while speaking: the segment cannot go on
                 out = self._end_segment(EndReason.DEVICE_LOST)
             self.reset(start)
@@ -146,11 +148,11 @@ class Stream:
         if not x.size:
             return out
         replaced = 0
-        if not (_min(x) >= -1.0 and _max(x) <= 1.0):  # NaN/inf or beyond full scale: the slow path
+        if not _max(np.abs(x)) <= 1.0:  # NaN/inf or beyond full scale (NaN fails the test): the slow path
             finite = np.isfinite(x)
             replaced = int(x.size - np.count_nonzero(finite))
             x = np.clip(np.where(finite, x, np.float32(0.0)), -1.0, 1.0)
-        out = out + self._feed(x)
+        out = self._feed(x) if out is _NOTHING else out + self._feed(x)
         if replaced:
             out = dataclasses.replace(out, replaced_samples=out.replaced_samples + replaced)
         return out
@@ -164,9 +166,10 @@ class Stream:
     def _scored(self, probs: np.ndarray) -> StreamOutput:
         if not probs.size:
             return _NOTHING
-        if not (probs.min() >= 0.0 and probs.max() <= 1.0):  # NaN or out of range: a broken model
+        if not (_min(probs) >= 0.0 and _max(probs) <= 1.0):  # NaN or out of range: a broken model
             probs = np.nan_to_num(probs, nan=0.0).clip(0.0, 1.0).astype(np.float32)
-        hop_starts = self._base + (self._hops + np.arange(probs.size, dtype=np.int64)) * self.hop_samples
+        first, hop = self._base + self._hops * self.hop_samples, self.hop_samples
+        hop_starts = np.arange(first, first + probs.size * hop, hop, dtype=np.int64)
         self._hops += probs.size
         return StreamOutput(probs, hop_starts, self._rebased(self.detector.process(probs)))
 
