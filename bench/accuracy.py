@@ -173,7 +173,7 @@ def plot_pr(results, peers, path: Path) -> Path | None:
 TUNE_GRID = {
     "onset_threshold": (0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
     "offset_delta": (0.15, 0.25),
-    "min_speech_ms": (40.0, 60.0, 100.0, 150.0),
+    "min_speech_ms": (20.0, 40.0, 60.0, 100.0),
     "min_silence_ms": (100.0, 150.0, 200.0, 300.0, 500.0),
 }
 TUNE_GRID_QUICK = {"onset_threshold": (0.5,), "offset_delta": (0.15,), "min_speech_ms": (60.0,),
