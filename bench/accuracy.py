@@ -118,7 +118,8 @@ def accuracy_section(peers, skipped, conditions, results) -> tuple[dict, str]:
         rows = []
         for name in results:
             per = data["vads"][name]["per_condition"]
-            rows.append([name] + [f"{evaluate.fmt(per[c]['roc_auc'])} / {evaluate.fmt(per[c]['ap'])} / {evaluate.fmt(per[c]['f1'])}"
+            rows.append([name] + [f"{evaluate.fmt(per[c]['roc_auc'])} / {evaluate.fmt(per[c]['ap'])} / "
+                                  f"{evaluate.fmt(per[c]['f1'])}"
                                   for c in conds])
         lines.append(evaluate.markdown_table(["VAD", *conds], rows) + "\n")
     from vadstream.evaluation import realworld
@@ -235,8 +236,6 @@ def tuning_section(results, quick: bool) -> tuple[dict, str, object]:
         return (f"onset {c.onset_threshold:g}, offset {c.offset_threshold:g}, min speech {c.min_speech_ms:g} ms, "
                 f"hangover {c.min_silence_ms:g} ms")
 
-    cols = ["onset_median_ms", "onset_p90_ms", "offset_median_ms", "offset_p90_ms", "missed_fraction",
-            "bridged_fraction", "fragments_per_segment", "false_starts_per_hour", "cost"]
     header = ["detector settings", "onset p50 ms", "onset p90", "offset p50", "offset p90", "missed", "early",
               "bridged", "fragmented", "false starts/h", "cost"]
     lines = ["## Detector defaults (chosen on the tune half, reported on the test half)\n",
@@ -248,14 +247,16 @@ def tuning_section(results, quick: bool) -> tuple[dict, str, object]:
              "tune half by one cost (`bench/accuracy.py:tuning_cost`): onset p90 + offset median (ms, what "
              "a live caller waits) + 2 ms per false start per hour of non-speech + 10 ms per % of labelled "
              "segments missed + 3 ms per % of pauses (>= 300 ms) bridged, of segments fragmented by a "
-             "premature end and of onsets triggered early (> 200 ms before the labelled onset, in the pause). Latency = from the labelled boundary to the moment a caller "
+             "premature end and of onsets triggered early (> 200 ms before the labelled onset, in the pause). "
+             "Latency = from the labelled boundary to the moment a caller "
              "feeding 20 ms chunks receives the probability that decides the event.\n",
              f"The recommendation is the setting with the lowest cost, or, among the settings within "
              f"{NEAR_BEST:.0%} of it (the tune half cannot tell them apart), the one that fragments the fewest "
              "labelled segments (a sentence cut in two is a premature end of turn, the failure consumers "
              "notice most).\n",
              "Best 8 settings on the tune half:\n"]
-    lines.append(evaluate.markdown_table(header, [[cfg_str(c)] + fmt_event_row(s) + [ms(s["cost"])] for c, s in rows[:8]]) + "\n")
+    lines.append(evaluate.markdown_table(header, [[cfg_str(c)] + fmt_event_row(s) + [ms(s["cost"])]
+                                                  for c, s in rows[:8]]) + "\n")
     lines.append("Current defaults vs the recommendation, **test half** (not used for choosing):\n")
     test_rows = [[f"current: {cfg_str(base)}"] + fmt_event_row(test_current) + [ms(test_current["cost"])]]
     if lowest_cfg != best_cfg:
@@ -306,7 +307,8 @@ def latency_section(results, peers, recommended, which: str = "test") -> tuple[d
              "moment the caller has the probability that triggers the event, so it includes each model's "
              "lookahead and hop. Missed = labelled segments no detection overlaps; early = the detection "
              "overlapping a segment was known > 200 ms before its onset (a trigger in the pause, not counted "
-             "as an onset delay); bridged = pauses (>= 300 ms) inside one detection; fragmented = extra detections inside one labelled segment; "
+             "as an onset delay); bridged = pauses (>= 300 ms) inside one detection; "
+             "fragmented = extra detections inside one labelled segment; "
              "false starts counted on the non-speech clips of the test half. All SNR conditions pooled.\n"]
     lines.append(evaluate.markdown_table(header, rows) + "\n")
     return data, "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ import pytest
 
 from vadstream.audio.history import SampleHistory
 from vadstream.service.audio_tap import MAX_UTTERANCE_S, AudioTap, history_seconds
-from vadstream.stages.samples import to_int16
+from vadstream.stages.samples import to_int16, to_int16_range
 from vadstream.wire.audio import SpeechAudio, Utterance, parse_audio
 from vadstream.wire.events import ParseError, parse
 
@@ -27,6 +27,14 @@ def test_to_int16_inverts_the_int16_scaling_exactly():
     x = np.arange(-32768, 32768, dtype=np.int32).astype("<i2")
     assert np.array_equal(to_int16(as_float(x)), x)
     assert to_int16(np.array([1.0, -1.5, 0.49 / 32768], np.float32)).tolist() == [32767, -32768, 0]
+
+
+def test_to_int16_range_scales_without_rounding_or_clipping():
+    got = to_int16_range([0.5, -1.0, 1.25, 0.1 / 32768])
+    assert got.dtype == np.float32
+    assert got.tolist() == [16384.0, -32768.0, 40960.0, float(np.float32(np.float32(0.1 / 32768) * 32768))]
+    x = np.arange(-32768, 32768, dtype=np.int32).astype("<i2")
+    assert np.array_equal(to_int16_range(as_float(x)), x.astype(np.float32))
 
 
 def test_history_keeps_the_newest_samples_by_stream_index():

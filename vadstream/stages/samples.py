@@ -44,6 +44,12 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
     return np.clip(y, -32768, 32767).astype("<i2")
 
 
+def to_int16_range(samples: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1) as float32 scaled to the int16 range (x 32768, exact), neither rounded
+    nor clipped: what front ends that expect int16-scaled floats (kaldi fbank) take."""
+    return np.asarray(samples, dtype=np.float32) * np.float32(INT16_SCALE)
+
+
 def int16_bytes_to_float32(data: bytes) -> np.ndarray:
     """Little-endian s16 PCM bytes as float32 in [-1, 1)."""
     return np.frombuffer(data, dtype="<i2").astype(np.float32) * np.float32(1.0 / INT16_SCALE)

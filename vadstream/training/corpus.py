@@ -20,7 +20,8 @@ Non-speech sources (hard negatives next to the corpus's own):
   and "ow" grunts, a kiss): the hard negatives the rest of the corpus lacks (set ``human``).
 Output: ``<out>/{speech,nonspeech}/<source>/<language or group>_<name>.flac`` (the folder name is
 the set name in logs; validation files are carved out by file name like the rest of the data).
-Licences: ktuberling-data GPL-2+; hedgewars-data GPL-2 / CC-BY(-SA) / public domain per file; asterisk-core-sounds CC-BY-SA 3.0 (Digium prompts);
+Licences: ktuberling-data GPL-2+; hedgewars-data GPL-2 / CC-BY(-SA) / public domain per file;
+asterisk-core-sounds CC-BY-SA 3.0 (Digium prompts);
 asterisk-moh-opsound CC-BY-SA 3.0; tuxpaint-stamps GPL-2; sound-theme-freedesktop GPL-2(+) /
 CC-BY(-SA) 3.0 per file (all per Debian's copyright files). We commit no audio, only this recipe.
 """
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from vadstream.training.data import is_labelable, load_audio
 
-    jobs = [("speech", c) for c in sources(args.asterisk_per_language, args.tuxpaint_per_language)] + [("nonspeech", c) for c in nonspeech_sources()]
+    jobs = ([("speech", c) for c in sources(args.asterisk_per_language, args.tuxpaint_per_language)]
+            + [("nonspeech", c) for c in nonspeech_sources()])
     if not jobs:
         print(f"no package audio found (install: apt-get install {' '.join(PACKAGES)})", file=sys.stderr)
         return 1

@@ -27,8 +27,15 @@ import numpy as np
 from vadstream.stages.features import FeatureConfig, mfcc
 from vadstream.training import augment as aug
 from vadstream.training.data import (
-    SAMPLE_RATE_HZ, clip_set, fit_noise, is_labelable, list_audio, load_audio, mix_at_snr, speech_mask)
-
+    SAMPLE_RATE_HZ,
+    clip_set,
+    fit_noise,
+    is_labelable,
+    list_audio,
+    load_audio,
+    mix_at_snr,
+    speech_mask,
+)
 
 # Sets whose clips are real recordings with their own room and microphone around the speech
 # (crowd-sourced home microphones, read speech): used as recorded, not only as dry sources.
@@ -219,7 +226,8 @@ def _db_to_amp(db: float) -> float:
 def _noise_track(rng: np.random.Generator, corpus: Corpus, n: int, min_clips: int) -> np.ndarray:
     """Sum of 0-2 non-speech clips (random excerpts/loops, random relative levels) and maybe coloured noise."""
     track = np.zeros(n, dtype=np.float32)
-    n_clips = int(rng.choice([0, 1, 2], p=[0.1, 0.65, 0.25])) if min_clips == 0 else int(rng.choice([1, 2], p=[0.7, 0.3]))
+    n_clips = (int(rng.choice([0, 1, 2], p=[0.1, 0.65, 0.25])) if min_clips == 0
+               else int(rng.choice([1, 2], p=[0.7, 0.3])))
     for _ in range(n_clips if corpus.noise else 0):
         clip = corpus.noise[int(rng.integers(len(corpus.noise)))]
         part = fit_noise(clip, n, rng).astype(np.float64)
@@ -247,7 +255,8 @@ def _pick_clip(rng: np.random.Generator, corpus: Corpus, i: int) -> tuple[np.nda
         clip, labels = clip[start:start + length], labels[start:start + length]
     if rng.random() < 0.4:
         clip = aug.change_speed(clip, float(rng.uniform(0.85, 1.2)))
-        labels = np.interp(np.linspace(0, labels.size - 1, clip.size), np.arange(labels.size), labels).astype(np.float32)
+        labels = np.interp(np.linspace(0, labels.size - 1, clip.size), np.arange(labels.size),
+                           labels).astype(np.float32)
     return clip, labels
 
 
@@ -326,7 +335,8 @@ def _add_events(rng: np.random.Generator, corpus: Corpus, audio: np.ndarray, lab
             ev = aug.transient(rng)
         ev = np.asarray(ev, dtype=np.float32)[: n]
         if rng.random() < 0.3:
-            rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.15, 0.8)), direct_to_reverb_db=float(rng.uniform(-3, 15)))
+            rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.15, 0.8)),
+                                    direct_to_reverb_db=float(rng.uniform(-3, 15)))
             ev = aug.reverberate(ev, rir)[: n]
         ev_rms = math.sqrt(float(np.mean(ev.astype(np.float64) ** 2))) or 1.0
         ev = ev * np.float32(ref * _db_to_amp(rng.uniform(-30, 6)) / ev_rms)
@@ -356,7 +366,8 @@ def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0,
     if kind == "recorded":
         audio, labels = _recorded_track(rng, corpus, n)
         if rng.random() < 0.3:  # the same talker further away (far-field meeting/living-room microphone)
-            rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.2, 0.9)), direct_to_reverb_db=float(rng.uniform(-3, 12)))
+            rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.2, 0.9)),
+                                    direct_to_reverb_db=float(rng.uniform(-3, 12)))
             audio = aug.reverberate(audio, rir)
         if rng.random() < 0.5:  # the room's own background, plus maybe another source
             noise = _noise_track(rng, corpus, n, min_clips=0)
@@ -364,7 +375,8 @@ def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0,
     elif kind == "speech" and corpus.speech:
         speech, labels = _speech_track(rng, corpus, n)
         if rng.random() < 0.5:
-            rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.15, 1.0)), direct_to_reverb_db=float(rng.uniform(-6, 15)))
+            rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.15, 1.0)),
+                                    direct_to_reverb_db=float(rng.uniform(-6, 15)))
             speech = aug.reverberate(speech, rir)
         if rng.random() < 0.9:
             noise = _noise_track(rng, corpus, n, min_clips=0)
@@ -374,14 +386,16 @@ def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0,
     elif kind in ("nonspeech", "speech"):
         audio = _noise_track(rng, corpus, n, min_clips=1)
         if rng.random() < 0.2:
-            rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.15, 1.0)), direct_to_reverb_db=float(rng.uniform(-6, 15)))
+            rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.15, 1.0)),
+                                    direct_to_reverb_db=float(rng.uniform(-6, 15)))
             audio = aug.reverberate(audio, rir)
     else:
         audio = np.zeros(n, dtype=np.float32)
         if rng.random() < 0.7:  # dither / self-noise, -100..-55 dBFS
             audio += aug.coloured_noise(rng, n, rng.choice([0.0, 1.0])) * np.float32(_db_to_amp(rng.uniform(-100, -55)))
         if rng.random() < 0.3:
-            audio = aug.add_dc_and_hum(audio, rng, dc=float(rng.uniform(-0.01, 0.01)), hum_dbfs=float(rng.uniform(-80, -45)))
+            audio = aug.add_dc_and_hum(audio, rng, dc=float(rng.uniform(-0.01, 0.01)),
+                                       hum_dbfs=float(rng.uniform(-80, -45)))
         if rng.random() < 0.5:
             cut = int(rng.integers(n))
             audio[:cut] = 0.0
@@ -391,7 +405,8 @@ def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0,
             ref = float(np.mean(audio[labels >= 0.5].astype(np.float64) ** 2)) if np.any(labels >= 0.5) else 0.0
             audio = audio + _distant_talkers(rng, corpus, n, ref, (15.0, 35.0))
         else:  # buried in the room's noise (babble-like), -3..10 dB under it
-            audio = audio + _distant_talkers(rng, corpus, n, float(np.mean(audio.astype(np.float64) ** 2)), (-3.0, 10.0))
+            audio = audio + _distant_talkers(rng, corpus, n, float(np.mean(audio.astype(np.float64) ** 2)),
+                                             (-3.0, 10.0))
     if rng.random() < recipe.transient_rate:
         audio = _add_events(rng, corpus, audio, labels)
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vadstream.stages.samples import to_int16_range
+
 REPO = Path(__file__).resolve().parent.parent.parent
 DEFAULT_DIR = Path(os.environ.get("VADSTREAM_TEACHER", REPO.parent / "shared" / "models" / "fireredvad"))
 FRAME_SHIFT = 160
@@ -85,7 +87,7 @@ class Teacher:
 
     def features(self, audio: np.ndarray) -> np.ndarray:
         fbank = self._knf.OnlineFbank(self._opts)
-        fbank.accept_waveform(16000, (np.asarray(audio, dtype=np.float32) * 32768.0).tolist())
+        fbank.accept_waveform(16000, to_int16_range(audio).tolist())
         fbank.input_finished()
         n = fbank.num_frames_ready
         if n == 0:

@@ -219,7 +219,6 @@ def main(args: argparse.Namespace) -> int:
     t_start = time.time()
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
     out = Path(args.out)
     run_dir = Path(args.run_dir) if args.run_dir else REPO / "runs" / out.stem
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -248,7 +247,8 @@ def main(args: argparse.Namespace) -> int:
         train_corpus = synthetic_corpus(np.random.default_rng(args.seed))
         val_corpus = synthetic_corpus(np.random.default_rng(args.seed + 1000), 3, 2)
     else:
-        tr_s, tr_n = sc.corpus_paths(data_root, args.extra_speech, args.extra_noise, "train", args.val_fraction, max_files)
+        tr_s, tr_n = sc.corpus_paths(data_root, args.extra_speech, args.extra_noise, "train", args.val_fraction,
+                                     max_files)
         va_s, va_n = sc.corpus_paths(data_root, args.extra_speech, args.extra_noise, "val", args.val_fraction,
                                      max_files and max_files // 2)
         if not tr_s or not tr_n:
@@ -314,7 +314,6 @@ def main(args: argparse.Namespace) -> int:
     else:
         total_steps = 60 if args.smoke else 10 ** 9
     n_evals = 4 if args.smoke else 12
-    eval_every_s = limit_s / n_evals
     eval_every_steps = max(1, total_steps // n_evals) if (args.epochs is not None or args.smoke) else None
     log(f"training: {'%d steps' % total_steps if total_steps < 10 ** 9 else '%.1f min' % (limit_s / 60)} "
         f"of {args.batch_size} windows ({steps_per_epoch} steps per pass), validation {n_evals} times")
@@ -410,7 +409,8 @@ def main(args: argparse.Namespace) -> int:
 
     report = {
         "out": str(out), "chosen": chosen, "version": args.version, "seed": args.seed,
-        "command": " ".join(["vadstream", "train"] + sys.argv[2:]) if sys.argv[1:2] == ["train"] else " ".join(sys.argv),
+        "command": (" ".join(["vadstream", "train"] + sys.argv[2:]) if sys.argv[1:2] == ["train"]
+                    else " ".join(sys.argv)),
         "net_config": json.loads(net_cfg.to_json()), "parameters": count_parameters(net),
         "multiplies_per_inference": net_cfg.multiplies(),
         "multiplies_per_audio_second": net_cfg.multiplies() * 25,
