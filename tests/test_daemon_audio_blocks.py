@@ -7,12 +7,11 @@ import time
 
 import numpy as np
 import zmq
-from daemon_util import RATE, Collector, model_path, speech_track
-from test_daemon_blocks import ScriptedSource, blocks
+from daemon_util import RATE, speech_track
+from scripted import ScriptedSource, blocks, inprocess_daemon
 
 from vadstream.audio.blocks import SourceStatus
 from vadstream.service import config
-from vadstream.service.daemon import Daemon
 from vadstream.stages.detector import EndReason
 from vadstream.stages.samples import to_int16
 from vadstream.wire.audio import SpeechAudio, Utterance
@@ -20,23 +19,7 @@ from vadstream.wire.events import SpeechEnd
 
 
 def make_daemon(tmp_path, **detector):
-    wav = tmp_path / "unused.wav"
-    from daemon_util import write_wav
-    write_wav(wav, np.zeros(RATE, np.float32))
-    cfg = config.from_mapping({
-        "input": {"source": str(wav), "realtime": False},
-        "model": {"path": str(model_path())},
-        "detector": detector,
-        "publisher": {"endpoint": f"ipc://{tmp_path}/events", "control_endpoint": "none", "heartbeat_s": 0.1},
-    })
-    d = Daemon(cfg)
-    ctx = zmq.Context()
-    col = Collector(d.events_endpoint, ctx, topics=(b"vad.speech_", b"audio."))
-    deadline = time.monotonic() + 5
-    while d.publisher.subscriptions < 2 and time.monotonic() < deadline:
-        d.publisher.poll()
-        time.sleep(0.01)
-    return d, col, ctx
+    return inprocess_daemon(tmp_path, detector, topics=(b"vad.speech_", b"audio."))
 
 
 def run(d, col, ctx, script):

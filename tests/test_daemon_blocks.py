@@ -7,77 +7,18 @@ import time
 
 import numpy as np
 import pytest
-import zmq
-from daemon_util import RATE, Collector, model_path, speech_track
+from daemon_util import RATE, model_path, speech_track
+from scripted import ScriptedSource, blocks, inprocess_daemon
 
 from vadstream.audio.blocks import AudioBlock, SourceStatus
 from vadstream.service import config
-from vadstream.service.daemon import Daemon
 from vadstream.stages.detector import EndReason
 from vadstream.wire.events import SpeechEnd, SpeechStart, Status
-
-BLOCK = 320
-
-
-class ScriptedSource:
-    """Plays a script of AudioBlocks and SourceStatus changes, like a live source would report them."""
-
-    name = "scripted"
-
-    def __init__(self, script):
-        self.script = list(script)
-        self.status: list[SourceStatus] = []
-        self.closed = False
-
-    def start(self):
-        pass
-
-    def read(self, timeout_s):
-        if self.script:
-            item = self.script.pop(0)
-            if isinstance(item, SourceStatus):
-                self.status.append(item)
-                return None
-            return item
-        return None
-
-    @property
-    def finished(self):
-        return not self.script
-
-    def poll_status(self):
-        out, self.status = self.status, []
-        return out
-
-    def stats(self):
-        return {"kind": "scripted"}
-
-    def close(self):
-        self.closed = True
-
-
-def blocks(x: np.ndarray, start: int, t0_ns: int = 1_700_000_000_000_000_000):
-    return [AudioBlock(x[i: i + BLOCK], start + i, t0_ns + (start + i) * 62_500) for i in range(0, x.size, BLOCK)]
 
 
 @pytest.fixture
 def daemon(tmp_path):
-    wav = tmp_path / "unused.wav"
-    from daemon_util import write_wav
-    write_wav(wav, np.zeros(RATE, np.float32))
-    cfg = config.from_mapping({
-        "input": {"source": str(wav), "realtime": False},
-        "model": {"path": str(model_path())},
-        "detector": {"min_silence_ms": 2000.0},
-        "publisher": {"endpoint": f"ipc://{tmp_path}/events", "control_endpoint": "none", "heartbeat_s": 0.1},
-    })
-    d = Daemon(cfg)
-    ctx = zmq.Context()
-    col = Collector(d.events_endpoint, ctx)
-    deadline = time.monotonic() + 5
-    while d.publisher.subscriptions < 1 and time.monotonic() < deadline:
-        d.publisher.poll()
-        time.sleep(0.01)
+    d, col, ctx = inprocess_daemon(tmp_path, {"min_silence_ms": 2000.0})
     yield d, col
     col.close()
     ctx.destroy(linger=0)

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
-import numpy as np
 import pytest
 import zmq
-from daemon_util import RATE, Collector, DaemonProcess, model_path, speech_track, write_wav
+from daemon_util import RATE, Collector, DaemonProcess, speech_track, write_wav
+from scripted import BLOCK, ScriptedSource, blocks, inprocess_daemon
 
-from vadstream.audio.blocks import AudioBlock, SourceStatus
+from vadstream.audio.blocks import SourceStatus
 from vadstream.service import config
-from vadstream.service.daemon import Daemon
 from vadstream.wire.client import request
 from vadstream.wire.events import SpeechEnd, SpeechStart, Status
 
-BLOCK = 320
 SENTENCE = "the quick brown fox jumps over the lazy dog and keeps on running through the field"
 
 
@@ -48,64 +45,9 @@ def speech(tmp_path_factory):
     return audio, regions
 
 
-class Source:
-    """Plays blocks; ``fail_at`` (a block index) raises inside read(), like a broken driver would."""
-
-    name = "scripted"
-
-    def __init__(self, script, fail_at: int | None = None):
-        self.script, self.fail_at, self.n, self.status = list(script), fail_at, 0, []
-        self.closed = False
-
-    def start(self):
-        pass
-
-    def read(self, timeout_s):
-        if self.n == self.fail_at:
-            raise RuntimeError("injected fault")
-        self.n += 1
-        if not self.script:
-            return None
-        item = self.script.pop(0)
-        if isinstance(item, SourceStatus):
-            self.status.append(item)
-            return None
-        return item
-
-    @property
-    def finished(self):
-        return not self.script
-
-    def poll_status(self):
-        out, self.status = self.status, []
-        return out
-
-    def stats(self):
-        return {"kind": "scripted"}
-
-    def close(self):
-        self.closed = True
-
-
-def blocks(x, start=0):
-    return [AudioBlock(x[i:i + BLOCK], start + i, (start + i) * 62_500) for i in range(0, x.size, BLOCK)]
-
-
 @pytest.fixture
 def daemon(tmp_path):
-    wav = write_wav(tmp_path / "unused.wav", np.zeros(RATE, np.float32))
-    cfg = config.from_mapping({
-        "input": {"source": str(wav), "realtime": False}, "model": {"path": str(model_path())},
-        "detector": {"min_silence_ms": 2000.0},
-        "publisher": {"endpoint": f"ipc://{tmp_path}/events", "control_endpoint": "none", "heartbeat_s": 0.1}})
-    d = Daemon(cfg)
-    d.source.close()
-    ctx = zmq.Context()
-    col = Collector(d.events_endpoint, ctx)
-    deadline = time.monotonic() + 5
-    while d.publisher.subscriptions < 1 and time.monotonic() < deadline:
-        d.publisher.poll()
-        time.sleep(0.01)
+    d, col, ctx = inprocess_daemon(tmp_path, {"min_silence_ms": 2000.0})
     yield d, col
     col.close()
     ctx.destroy(linger=0)
@@ -123,7 +65,7 @@ MID_SPEECH = int(2.5 * RATE) // BLOCK  # block index 1.5 s into the sentence
 
 def test_an_exception_in_the_loop_closes_the_segment_and_exits_1(daemon, speech, caplog):
     d, col = daemon
-    d.source = Source(blocks(speech[0]), fail_at=MID_SPEECH)
+    d.source = ScriptedSource(blocks(speech[0]), fail_at=MID_SPEECH)
     rc, msgs = run_to_end(d, col)
     assert rc == 1
     (end,) = check_pairs(msgs)
@@ -136,7 +78,7 @@ def test_an_exception_in_the_loop_closes_the_segment_and_exits_1(daemon, speech,
 
 def test_a_failing_heartbeat_is_an_internal_error_too(daemon, speech, monkeypatch):
     d, col = daemon
-    d.source = Source(blocks(speech[0]))
+    d.source = ScriptedSource(blocks(speech[0]))
     real = d.heartbeat
 
     def heartbeat(now):
@@ -154,7 +96,7 @@ def test_a_failing_heartbeat_is_an_internal_error_too(daemon, speech, monkeypatc
 def test_a_failing_reload_mid_speech_keeps_the_daemon_running(daemon, speech, monkeypatch):
     d, col = daemon
     script = blocks(speech[0])
-    d.source = Source(script)
+    d.source = ScriptedSource(script)
 
     def broken_load(args=None):
         raise RuntimeError("injected reload fault")
@@ -185,7 +127,7 @@ def test_device_loss_and_end_of_input_mid_speech(daemon, speech, path):
     script = blocks(speech[0][: MID_SPEECH * BLOCK])
     if path == "device_lost":
         script += [SourceStatus("lost", "device unplugged", {"device": "USB mic"})]
-    d.source = Source(script)
+    d.source = ScriptedSource(script)
     rc, msgs = run_to_end(d, col)
     assert rc == 0
     (end,) = check_pairs(msgs)
