@@ -149,6 +149,32 @@ def test_shipped_example_config_is_valid_and_documents_every_key():
             assert f"{field.name} =" in text, f"{section}.{field.name} missing from the example"
 
 
+def _limit(x: float) -> str:
+    return str(int(x)) if x == int(x) else str(x)
+
+
+def test_every_numeric_key_is_checked_against_the_one_bounds_table():
+    """Each range in config.BOUNDS is what the loader accepts and refuses, and what docs/config.md says."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
+    for section, bounds in config.BOUNDS.items():
+        assert set(bounds) <= {f.name for f in config.dataclasses.fields(config.SECTIONS[section])}, section
+        for key, (low, high) in bounds.items():
+            integer = isinstance(low, int)
+            step = 1 if integer else 0.01
+            both = ("onset_threshold", "offset_threshold") if key in ("onset_threshold", "offset_threshold") \
+                else (key,)  # offset must not exceed onset: move them together
+            for value in (low, high):
+                cfg = config.from_mapping({section: {k: value for k in both}})
+                got = getattr(getattr(cfg, section), key)
+                assert got == value and type(got) is (int if integer else float), (section, key, value)
+            for value in (low - step, high + step):
+                with pytest.raises(ConfigError, match=rf"{section}\.{key} = .* out of range"):
+                    config.from_mapping({section: {key: value}})
+            if (section, key) not in (("input", "device"), ("detector", "offset_threshold")):
+                row = next(line for line in docs.splitlines() if line.startswith(f"| `{key}` |"))
+                assert f"{_limit(low)}..{_limit(high)}" in row, (section, key, row)
+
+
 def test_input_bounds_are_one_table_for_the_config_file_and_source_spec():
     """Every input limit is in INPUT_BOUNDS; the TOML loader and SourceSpec accept and refuse the same values."""
     from vadstream.audio.blocks import INPUT_BOUNDS, SourceError, SourceSpec

@@ -106,6 +106,9 @@ class PublisherConfig:
     ipc_mode: str = "0660"
     wait_subscriber_s: float = 0.0
 
+    BOUNDS = {"sndhwm": (1, 1_000_000), "heartbeat_s": (0.1, 3600.0), "linger_ms": (0, 10_000),
+              "wait_subscriber_s": (0.0, 3600.0)}
+
     @property
     def ipc_mode_bits(self) -> int:
         return int(self.ipc_mode, 8)
@@ -176,6 +179,16 @@ SECTIONS: dict[str, type] = {
     "logging": LoggingConfig,
 }
 
+# The one table of numeric limits (inclusive), per section: the input limits SourceSpec checks, the
+# detector's (DetectorConfig checks them), the publisher's and the speech audio's. The loader reads
+# every range here; an int lower bound means the key takes integers. docs/config.md lists them.
+BOUNDS: dict[str, Mapping[str, tuple[float, float]]] = {
+    "input": INPUT_BOUNDS,
+    "detector": DetectorConfig.BOUNDS,
+    "publisher": PublisherConfig.BOUNDS,
+    "audio": AudioConfig.BOUNDS,
+}
+
 
 # --- validation --------------------------------------------------------------------------------
 
@@ -189,8 +202,16 @@ def _num(key: str, value: Any, low: float, high: float, integer: bool = False) -
     return value
 
 
-def _bounds(key: str) -> str:
-    low, high = INPUT_BOUNDS[key]
+def _ranged(section: str, key: str, value: Any) -> float | int:
+    """``value`` checked against ``BOUNDS[section][key]``: an int when the range is of ints, else a float."""
+    low, high = BOUNDS[section][key]
+    integer = isinstance(low, int)
+    value = _num(f"{section}.{key}", value, low, high, integer=integer)
+    return int(value) if integer else float(value)
+
+
+def _bounds(section: str, key: str) -> str:
+    low, high = BOUNDS[section][key]
     return f"{low:g} to {high:g}"
 
 
@@ -231,7 +252,7 @@ def _check_input(v: dict[str, Any]) -> dict[str, Any]:
             if isinstance(value, bool) or not isinstance(value, (int, str)):
                 raise ConfigError(f"{k} = {value!r} must be a device index (integer >= 0) or a name substring")
             if isinstance(value, int):
-                out[key] = int(_num(k, value, *INPUT_BOUNDS[key], integer=True))
+                out[key] = _ranged("input", key, value)
             else:
                 out[key] = value if value.strip() else None
         elif key == "channel":
@@ -240,19 +261,14 @@ def _check_input(v: dict[str, Any]) -> dict[str, Any]:
             else:
                 if isinstance(value, str):
                     raise ConfigError(f"{k} = {value!r} must be \"downmix\" or a channel index from "
-                                      f"{_bounds(key)}")
-                out[key] = int(_num(k, value, *INPUT_BOUNDS[key], integer=True))
+                                      f"{_bounds('input', key)}")
+                out[key] = _ranged("input", key, value)
         elif key == "realtime":
             out[key] = _bool(k, value)
-        elif key == "block_ms":
-            out[key] = float(_num(k, value, *INPUT_BOUNDS[key]))
-        elif key == "ring_s":
-            out[key] = float(_num(k, value, *INPUT_BOUNDS[key]))
-        elif key == "samplerate_hz":
-            if value == 0:
-                out[key] = None
-            else:
-                out[key] = int(_num(k, value, *INPUT_BOUNDS[key], integer=True))
+        elif key == "samplerate_hz" and value == 0:
+            out[key] = None
+        elif key in BOUNDS["input"]:  # block_ms, ring_s, samplerate_hz
+            out[key] = _ranged("input", key, value)
         else:
             _unknown("input", key)
     return out
@@ -269,19 +285,18 @@ def _check_model(v: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_numbers(section: str, bounds: Mapping[str, tuple[float, float]], v: dict[str, Any]) -> dict[str, Any]:
-    """A section whose keys are all numbers with a range (its config class's BOUNDS)."""
+def _check_numbers(section: str, v: dict[str, Any]) -> dict[str, Any]:
+    """A section whose keys are all numbers with a range in ``BOUNDS``."""
     out: dict[str, Any] = {}
     for key, value in v.items():
-        if key not in bounds:
+        if key not in BOUNDS[section]:
             _unknown(section, key)
-        low, high = bounds[key]
-        out[key] = float(_num(f"{section}.{key}", value, low, high))
+        out[key] = _ranged(section, key, value)
     return out
 
 
 def _check_detector(v: dict[str, Any]) -> dict[str, Any]:
-    return _check_numbers("detector", DetectorConfig.BOUNDS, v)
+    return _check_numbers("detector", v)
 
 
 def _check_publisher(v: dict[str, Any]) -> dict[str, Any]:
@@ -292,16 +307,10 @@ def _check_publisher(v: dict[str, Any]) -> dict[str, Any]:
             out[key] = _endpoint(k, value)
         elif key == "control_endpoint":
             out[key] = _endpoint(k, value, allow_none=True)
-        elif key == "sndhwm":
-            out[key] = int(_num(k, value, 1, 1_000_000, integer=True))
+        elif key in BOUNDS["publisher"]:  # sndhwm, heartbeat_s, linger_ms, wait_subscriber_s
+            out[key] = _ranged("publisher", key, value)
         elif key == "prob":
             out[key] = _bool(k, value)
-        elif key == "heartbeat_s":
-            out[key] = float(_num(k, value, 0.1, 3600.0))
-        elif key == "linger_ms":
-            out[key] = int(_num(k, value, 0, 10_000, integer=True))
-        elif key == "wait_subscriber_s":
-            out[key] = float(_num(k, value, 0.0, 3600.0))
         elif key == "ipc_mode":
             text = _str(k, value)
             try:
@@ -317,7 +326,7 @@ def _check_publisher(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_audio(v: dict[str, Any]) -> dict[str, Any]:
-    return _check_numbers("audio", AudioConfig.BOUNDS, v)
+    return _check_numbers("audio", v)
 
 
 def _check_logging(v: dict[str, Any]) -> dict[str, Any]:
