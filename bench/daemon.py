@@ -293,7 +293,8 @@ def latency_run(tmp: Path, model, speech_items, nonspeech_audio: np.ndarray, rat
             open_start = (t, m)
         elif open_start is not None:
             ts, ms = open_start
-            segs.append(metrics.Segment(ms.sample_index - offset, m.sample_index - offset, as_sample(ts), as_sample(t)))
+            segs.append(metrics.DetectedSegment(ms.sample_index - offset, m.sample_index - offset, as_sample(ts),
+                                                as_sample(t)))
             open_start = None
     ref = evaluate.reference_segments(labels)
     stats = metrics.event_latency(ref, segs, audio.size)

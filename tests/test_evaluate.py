@@ -25,7 +25,7 @@ def test_events_to_segments_uses_known_time():
     known = (np.arange(probs.size) + 1) * hop + 560
     segs = evaluate.events_to_segments(events, hop, known)
     # start decided at the end of hop 2 (40 ms of speech), end after 3 quiet hops (hop 6)
-    assert segs == [metrics.Segment(320, 1280, 3 * 320 + 560, 7 * 320 + 560)]
+    assert segs == [metrics.DetectedSegment(320, 1280, 3 * 320 + 560, 7 * 320 + 560)]
 
 
 def test_evaluate_cli_quick(tmp_path, capsys, shipped_model):

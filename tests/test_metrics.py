@@ -85,33 +85,33 @@ def test_extract_segments_rule():
     probs = [0.0, 0.6, 0.4, 0.2, 0.2, 0.6, 0.1, 0.1, 0.1]
     rule = metrics.SmoothingRule(onset=0.5, offset=0.35, min_silence_ms=20.0)  # 2 hops of 10 ms
     segs = metrics.extract_segments(probs, 160, rule)
-    assert segs == [metrics.Segment(160, 480, 320, 800), metrics.Segment(800, 960, 960, 1280)]
+    assert segs == [metrics.DetectedSegment(160, 480, 320, 800), metrics.DetectedSegment(800, 960, 960, 1280)]
     # known_at shifts only the "known" samples
     known = (np.arange(9) + 1) * 160 + 100
     segs = metrics.extract_segments(probs, 160, rule, known_at=known)
-    assert segs[0] == metrics.Segment(160, 480, 420, 900)
+    assert segs[0] == metrics.DetectedSegment(160, 480, 420, 900)
     # a segment still open at the end closes at its last speech hop
-    assert metrics.extract_segments([0.9, 0.9], 160, rule) == [metrics.Segment(0, 320, 160, 320)]
+    assert metrics.extract_segments([0.9, 0.9], 160, rule) == [metrics.DetectedSegment(0, 320, 160, 320)]
     # 0.4 bridges only with offset <= 0.4
     assert len(metrics.extract_segments(probs, 160, metrics.SmoothingRule(0.5, 0.45, 20.0))) == 2
 
 
 def test_event_latency_matching():
     ref = [(100, 500), (1000, 2000), (3000, 3500), (4000, 4100)]
-    det = [metrics.Segment(150, 600, 200, 700), metrics.Segment(900, 3200, 950, 3400),
-           metrics.Segment(5000, 5100, 5050, 5200)]
+    det = [metrics.DetectedSegment(150, 600, 200, 700), metrics.DetectedSegment(900, 3200, 950, 3400),
+           metrics.DetectedSegment(5000, 5100, 5050, 5200)]
     st = metrics.event_latency(ref, det, n_samples=16000)
     assert st.onset_delays == [100, -50]  # the third segment is a continuation: no onset
     assert st.offset_delays == [200, -100]  # the pause after the second is bridged
     assert (st.n_reference, st.missed, st.n_pauses, st.bridged, st.false_starts) == (4, 1, 3, 1, 1)
     assert st.fragments == 0
-    halves = [metrics.Segment(0, 400, 10, 500), metrics.Segment(600, 1000, 650, 1100)]
+    halves = [metrics.DetectedSegment(0, 400, 10, 500), metrics.DetectedSegment(600, 1000, 650, 1100)]
     cut = metrics.event_latency([(0, 1000)], halves, 2000)
     assert (cut.fragments, cut.onset_delays, cut.offset_delays) == (1, [10], [100])
     # a detection known 250 ms before the onset began in the pause: early, no onset delay
-    early = metrics.event_latency([(8000, 16000)], [metrics.Segment(3000, 16000, 4000, 17000)], 20000)
+    early = metrics.event_latency([(8000, 16000)], [metrics.DetectedSegment(3000, 16000, 4000, 17000)], 20000)
     assert (early.early, early.onset_delays, early.offset_delays) == (1, [], [1000])
-    ok = metrics.event_latency([(8000, 16000)], [metrics.Segment(7000, 16000, 5000, 17000)], 20000)
+    ok = metrics.event_latency([(8000, 16000)], [metrics.DetectedSegment(7000, 16000, 5000, 17000)], 20000)
     assert (ok.early, ok.onset_delays) == (0, [-3000])
     s = st.summary()
     assert s["onset_median_ms"] == pytest.approx(25 / 16)  # median of 100 and -50 samples = 25

@@ -36,7 +36,8 @@ EXTENSIONS = {"json": ".json", "csv": ".csv", "rttm": ".rttm", "audacity": ".txt
 
 @dataclasses.dataclass(frozen=True)
 class Segment:
-    """One speech segment: ``[start_sample, end_sample)`` at ``sample_rate_hz``; ``reason`` ended it."""
+    """One speech segment as output: ``[start_sample, end_sample)`` at ``sample_rate_hz``; ``reason``
+    ended it. The latency metrics use ``evaluation.metrics.DetectedSegment`` (with decision times)."""
 
     start_sample: int
     end_sample: int

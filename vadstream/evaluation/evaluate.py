@@ -85,14 +85,14 @@ class ItemRun:
     known_at: np.ndarray
     labels: np.ndarray  # per hop, at the hop centre
     reference: list[tuple[int, int]]  # labelled speech segments [start, end) in samples
-    detector_segments: list[metrics.Segment] | None = None  # vadstream: its own Detector's segments
+    detector_segments: list[metrics.DetectedSegment] | None = None  # vadstream: its own Detector's segments
 
 
 def reference_segments(speech: np.ndarray, merge_ms: float = REFERENCE_MERGE_MS) -> list[tuple[int, int]]:
     return metrics.merge_segments(metrics.mask_to_segments(speech), int(merge_ms * metrics.SAMPLE_RATE_HZ / 1000))
 
 
-def events_to_segments(events: Iterable, hop_samples: int, known_at: np.ndarray) -> list[metrics.Segment]:
+def events_to_segments(events: Iterable, hop_samples: int, known_at: np.ndarray) -> list[metrics.DetectedSegment]:
     """Detector events -> Segments; 'known' = when the deciding hop's probability came out."""
     from vadstream.stages.detector import SpeechEnd, SpeechStart
 
@@ -100,19 +100,19 @@ def events_to_segments(events: Iterable, hop_samples: int, known_at: np.ndarray)
         k = min(max(0, -(-decided // hop_samples) - 1), known_at.size - 1)
         return int(known_at[k]) if known_at.size else decided
 
-    segs: list[metrics.Segment] = []
+    segs: list[metrics.DetectedSegment] = []
     start = None
     for ev in events:
         if isinstance(ev, SpeechStart):
             start = ev
         elif isinstance(ev, SpeechEnd) and start is not None:
-            segs.append(metrics.Segment(ev.start_sample, ev.sample_index, known(start.decided_sample),
+            segs.append(metrics.DetectedSegment(ev.start_sample, ev.sample_index, known(start.decided_sample),
                                         known(ev.decided_sample)))
             start = None
     return segs
 
 
-def detector_segments(run: ItemRun, config) -> list[metrics.Segment]:
+def detector_segments(run: ItemRun, config) -> list[metrics.DetectedSegment]:
     """Re-run a Detector with ``config`` over stored probabilities (tuning without re-inference)."""
     from vadstream.stages.detector import Detector
 
@@ -163,7 +163,7 @@ def frame_summary(runs: Sequence[ItemRun], threshold: float = 0.5) -> dict[str, 
     return metrics.frame_metrics(labels, probs, threshold)
 
 
-def segments_for(run: ItemRun, rule: metrics.SmoothingRule | None = None, config=None) -> list[metrics.Segment]:
+def segments_for(run: ItemRun, rule: metrics.SmoothingRule | None = None, config=None) -> list[metrics.DetectedSegment]:
     """Segments of a run: ``config`` -> Detector, ``rule`` -> common rule, neither -> stored detector
     segments if any, else the common rule."""
     if config is not None:

@@ -218,8 +218,10 @@ class SmoothingRule:
 
 
 @dataclasses.dataclass(frozen=True)
-class Segment:
-    """A detected segment: boundaries ``[start, end)`` and the samples at which a caller knew them."""
+class DetectedSegment:
+    """A detected segment as the latency metrics see it: boundaries ``[start, end)`` and the stream
+    samples at which a streaming caller knew each of them. Not ``commands.formats.Segment``, the
+    output record (boundaries, end reason and rate, no decision times)."""
 
     start: int
     end: int
@@ -228,7 +230,7 @@ class Segment:
 
 
 def extract_segments(probs: np.ndarray, hop_samples: int, rule: SmoothingRule = SmoothingRule(),
-                     known_at: np.ndarray | None = None, sample_rate_hz: int = SAMPLE_RATE_HZ) -> list[Segment]:
+                     known_at: np.ndarray | None = None, sample_rate_hz: int = SAMPLE_RATE_HZ) -> list[DetectedSegment]:
     """Apply ``rule`` to per-hop probabilities.
 
     ``known_at[k]`` is the number of input samples a streaming caller had fed when hop ``k``'s
@@ -243,7 +245,7 @@ def extract_segments(probs: np.ndarray, hop_samples: int, rule: SmoothingRule = 
     if known_at.size != n:
         raise ValueError(f"known_at has {known_at.size} entries for {n} probabilities")
     need = max(1, int(round(rule.min_silence_ms * sample_rate_hz / 1000.0)))
-    segments: list[Segment] = []
+    segments: list[DetectedSegment] = []
     in_speech = False
     start = start_known = last_speech_end = 0
     for k in range(n):
@@ -256,10 +258,10 @@ def extract_segments(probs: np.ndarray, hop_samples: int, rule: SmoothingRule = 
         if p[k] >= rule.offset:
             last_speech_end = hop_end
         elif hop_end - last_speech_end >= need:
-            segments.append(Segment(start, last_speech_end, start_known, int(known_at[k])))
+            segments.append(DetectedSegment(start, last_speech_end, start_known, int(known_at[k])))
             in_speech = False
     if in_speech:
-        segments.append(Segment(start, last_speech_end, start_known, int(known_at[-1])))
+        segments.append(DetectedSegment(start, last_speech_end, start_known, int(known_at[-1])))
     return segments
 
 
@@ -315,7 +317,7 @@ class LatencyStats:
 EARLY_TOLERANCE_SAMPLES = 3200  # 200 ms
 
 
-def event_latency(reference: Sequence[tuple[int, int]], detected: Sequence[Segment],
+def event_latency(reference: Sequence[tuple[int, int]], detected: Sequence[DetectedSegment],
                   n_samples: int, early_tolerance: int = EARLY_TOLERANCE_SAMPLES) -> LatencyStats:
     """Match detected segments with labelled ``[start, end)`` reference segments.
 
