@@ -75,7 +75,7 @@ def test_overlapping_block_is_trimmed_and_int16_is_scaled(daemon):
     assert d.stream.sample_index == 12000
     tail = (x[12000:] * 32768).astype(np.int16)
     d.process_block(AudioBlock(tail, 12000, 0))
-    assert d.stream.sample_index == RATE and d._errors == 0
+    assert d.stream.sample_index == RATE and d.book.errors == 0
     assert d.shutdown(EndReason.END_OF_INPUT) == 0
     time.sleep(0.3)
     from vadstream.stages.vad import Vad

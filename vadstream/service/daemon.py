@@ -19,7 +19,6 @@ configuration error (at start only).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -29,32 +28,27 @@ from typing import Any
 
 import numpy as np
 
-from vadstream import __version__
 from vadstream.service import config, live
 from vadstream.service.audio_tap import AudioTap, history_seconds
 from vadstream.service.config import Config, ConfigError
 from vadstream.service.logs import filter_native_stderr, set_level, setup_logging
+from vadstream.service.status import Moment, StatusBook
 from vadstream.stages.detector import EndReason, SpeechStart
 from vadstream.stages.samples import SAMPLE_RATE_HZ
 from vadstream.stages.stream import Stream, StreamOutput
 from vadstream.wire import events as wire
 from vadstream.wire.audio import SPEECH_TOPIC, UTTERANCE_TOPIC
-from vadstream.wire.events import Heartbeat, Message, Probability, Status
+from vadstream.wire.events import Message, Probability
 
 log = logging.getLogger("vadstream")
 
 READ_TIMEOUT_S = 0.1
 WAIT_NOTE_EVERY_S = 5.0  # --wait-subscriber: a log line this often while nobody has subscribed
-PROGRESS_MIN_S = 60.0  # unpaced files at least this long log their progress every 10 %
 LAST_REASONS = (EndReason.END_OF_INPUT, EndReason.SHUTDOWN, EndReason.DEVICE_LOST)  # no more audio of the stream
 
 
 def add_arguments(parser) -> None:
     config.add_arguments(parser)
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 # --- the daemon ------------------------------------------------------------------------------------
@@ -71,7 +65,7 @@ class Daemon:
         self.cfg = cfg
         self._file_cfg = cfg  # the config as last read from the file and flags (reload applies what changed)
         self.args = args
-        self.started_mono = time.monotonic()
+        self.book = StatusBook()  # counters, and the status/heartbeat/welcome/progress messages
         self.stream = Stream(cfg.model.path, cfg.detector, on_audio=self._tap_audio)
         self.vad = self.stream.vad
         self.source = open_source(cfg.input.source_spec())
@@ -97,16 +91,8 @@ class Daemon:
         self.audio_tap = AudioTap(*self._tap_sizes(), wall_ns=self._wall_ns)
         self._anchor = (0, time.time_ns())  # (stream sample, unix ns) of the latest block
         self._lost = False
-        self._ready = False
         self._stop: str | None = None
         self._reload = False
-        self._last_heartbeat = 0.0
-        self._segments = 0
-        self._open_start: int | None = None  # stream sample of the speech_start without its speech_end yet
-        self._overflows = 0
-        self._errors = 0
-        self._source_failed = False
-        self._last_error_log = 0.0
 
     def _refuse_if_running(self) -> None:
         """ZeroMQ would silently take over an ipc socket file another daemon still serves: refuse."""
@@ -138,10 +124,9 @@ class Daemon:
     def state(self) -> str:
         return "lost" if self._lost else self.stream.state.value
 
-    @property
-    def audio_s(self) -> float:
-        """Seconds of audio on the stream timeline so far."""
-        return self.stream.sample_index / SAMPLE_RATE_HZ
+    def _moment(self) -> Moment:
+        fed = self.stream.sample_index
+        return Moment(fed, self._wall_ns(fed), self.state)
 
     def _wall_ns(self, sample: int) -> int:
         a_sample, a_wall = self._anchor
@@ -167,22 +152,13 @@ class Daemon:
             self._error(f"publish failed: {type(exc).__name__}: {exc}")
 
     def status_event(self, kind: str, message: str, **details: Any) -> None:
-        fed = self.stream.sample_index
-        self.publish(Status(sample_index=fed, wall_time_ns=self._wall_ns(fed), kind=kind, message=message,
-                            state=self.state, details=_jsonable(details)))
+        self.publish(self.book.status(self._moment(), kind, message, **details))
 
     def _error(self, text: str) -> None:
-        """Count an error; log it, at most a few lines per second."""
-        self._errors += 1
-        now = time.monotonic()
-        if now - self._last_error_log >= 1.0 or self._errors <= 3:
-            self._last_error_log = now
-            log.error("%s (errors so far: %d)", text, self._errors)
+        self.book.error(text)
 
     def _human_status(self) -> str:
-        p = self.publisher
-        return (f"{self.state} on {self.source.name}; {self._segments} segment(s); published {p.seq}, "
-                f"drop episodes {p.dropped}, overflows {self._overflows}")
+        return self.book.human(self.state, self.source.name, self.publisher)
 
     # -- audio ----------------------------------------------------------------------------------
     def process_block(self, block) -> None:
@@ -210,15 +186,14 @@ class Daemon:
             s = ev.sample_index
             wall = self._wall_ns(s)
             if isinstance(ev, SpeechStart):
-                self._open_start = s
+                self.book.speech_started(s)
                 self.publish(wire.SpeechStart(sample_index=s, wall_time_ns=wall, probability=ev.probability,
                                               decided_sample=ev.decided_sample))
                 for m in self.audio_tap.start(s, ev.probability):
                     self.publish(m)
                 log.debug("speech_start at %.3f s (p=%.2f)", s / SAMPLE_RATE_HZ, ev.probability)
             else:
-                self._segments += 1
-                self._open_start = None
+                self.book.speech_ended()
                 self.publish(wire.SpeechEnd(sample_index=s, wall_time_ns=wall, probability=ev.probability,
                                             decided_sample=ev.decided_sample, start_sample=ev.start_sample,
                                             reason=ev.reason.value))
@@ -234,35 +209,18 @@ class Daemon:
             self._publish_output(self.stream.resync(EndReason.DEVICE_LOST))
             self._lost = st.kind == "lost"
         elif st.kind == "overflow":
-            self._overflows += 1
+            self.book.overflows += 1
         elif st.kind == "error":
-            self._source_failed = True
+            self.book.source_failed = True
         kind = st.kind if st.kind in ("opened", "lost", "restored", "overflow", "error") else "error"
         self.status_event(kind, st.message, **details)
         self.notifier.status(self._human_status())
 
     # -- control ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        spec = self.vad.spec
-        try:
-            source_stats = self.source.stats()
-        except Exception as exc:  # noqa: BLE001
-            source_stats = {"error": str(exc)}
-        return _jsonable({
-            "version": __version__, "pid": os.getpid(), "state": self.state, "ready": self._ready,
-            "in_speech": self.stream.in_speech, "uptime_s": round(time.monotonic() - self.started_mono, 3),
-            "sample_index": self.stream.sample_index, "audio_s": self.audio_s, "segments": self._segments,
-            "source": {"name": self.source.name, **source_stats},
-            "overflows": self._overflows, "errors": self._errors,
-            "publisher": self.publisher.stats(), "control_endpoint": self.control_endpoint,
-            "audio": {"utterance_subscribed": self.audio_tap.utterances, "speech_subscribed": self.audio_tap.stream,
-                      "history_samples": len(self.audio_tap.history or ()),
-                      "history_capacity_samples": self.audio_tap.capacity_samples},
-            "model": {"path": str(self.vad.model.path), "name": spec.name, "version": spec.version,
-                      "hop_samples": self.stream.hop_samples, "lookahead_samples": self.vad.lookahead_samples,
-                      "sample_rate_hz": SAMPLE_RATE_HZ},
-            "config": self.cfg.to_dict(), "config_file": self.cfg.path,
-        })
+        return self.book.reply(self._moment(), stream=self.stream, vad=self.vad, source=self.source,
+                               publisher=self.publisher, audio_tap=self.audio_tap, cfg=self.cfg,
+                               control_endpoint=self.control_endpoint)
 
     def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
         from vadstream.wire.control import RequestError
@@ -277,9 +235,7 @@ class Daemon:
         except live.RequestRefused as exc:
             raise RequestError(str(exc)) from None
         if changes:
-            self.status_event("config", "changed by a control request: " + live.describe(changes),
-                              changed={k: list(v) for k, v in changes.items()})
-            log.info("control: %s", live.describe(changes))
+            self.publish(self.book.config_changed(self._moment(), changes))
         return {"changed": {k: list(v) for k, v in changes.items()},
                 "detector": dataclasses.asdict(self.cfg.detector), "prob": self.cfg.publisher.prob}
 
@@ -303,9 +259,7 @@ class Daemon:
         try:
             self._reload_file()
         except Exception as exc:  # noqa: BLE001 - a reload must never stop the daemon
-            text = str(exc) if isinstance(exc, ConfigError) else f"internal error: {type(exc).__name__}: {exc}"
-            log.error("reload failed, keeping the running config: %s", text)
-            self.status_event("error", f"reload failed, keeping the running config: {text}")
+            self.publish(self.book.reload_failed(self._moment(), exc))
         self.notifier.ready(self._human_status())
 
     def _reload_file(self) -> None:
@@ -314,37 +268,20 @@ class Daemon:
         restart = live.restart_needed(self.cfg, new)
         changes = self._apply(merged)
         self._file_cfg = new
-        text = f"reloaded {new.path or 'defaults'}: " + (live.describe(changes) if changes else "no live changes")
-        if kept:
-            text += f"; kept from control requests: {', '.join(kept)}"
-        if restart:
-            text += f"; needs a restart: {', '.join(restart)}"
-        log.info("%s", text)
-        self.status_event("config", text, changed={k: list(v) for k, v in changes.items()}, restart_needed=restart,
-                          kept=kept, file=new.path)
+        self.publish(self.book.reloaded(self._moment(), new.path, changes, kept, restart))
 
     # -- main loop -------------------------------------------------------------------------------
     def welcome(self) -> None:
         """Answer each new subscription that covers ``vad.status`` with a ``welcome`` status: a late
         subscriber learns the state, the open segment and the latest seq without waiting."""
         for topic in self.publisher.joined():
-            if not b"vad.status".startswith(topic):
-                continue
-            p = self.publisher
-            self.status_event("welcome", f"welcome: {self.state} on {self.source.name}, {p.seq} message(s) "
-                              "published so far", last_seq=p.seq - 1, in_speech=self._open_start is not None,
-                              open_start_sample=self._open_start, segments=self._segments,
-                              uptime_s=round(time.monotonic() - self.started_mono, 3), subscriptions=p.subscriptions)
+            if b"vad.status".startswith(topic):
+                self.publish(self.book.welcome(self._moment(), self.source.name, self.publisher))
 
     def heartbeat(self, now: float) -> None:
-        if now - self._last_heartbeat < self.cfg.publisher.heartbeat_s:
-            return
-        self._last_heartbeat = now
-        p = self.publisher
-        fed = self.stream.sample_index
-        self.publish(Heartbeat(sample_index=fed, wall_time_ns=self._wall_ns(fed), state=self.state,
-                               uptime_s=round(now - self.started_mono, 3), published=p.seq, dropped=p.dropped,
-                               dropped_by_topic=dict(p.dropped_by_topic), overflows=self._overflows))
+        beat = self.book.heartbeat(self._moment(), now, self.cfg.publisher.heartbeat_s, self.publisher)
+        if beat is not None:
+            self.publish(beat)
 
     def wait_for_subscriber(self) -> None:
         """Up to ``publisher.wait_subscriber_s``: wait for a first subscription (control stays answered)."""
@@ -371,16 +308,6 @@ class Daemon:
             log.warning("nobody is listening on %s: messages published before a subscriber connects are lost "
                         "(--wait-subscriber S waits for one)", self.events_endpoint)
 
-    def _progress(self) -> None:
-        """An unpaced long file: a log line at every tenth of it (else nothing would show for minutes)."""
-        total = self._progress_total
-        fed = self.stream.sample_index
-        if total and fed * 10 // total > self._progress_step:
-            self._progress_step = fed * 10 // total
-            if self._progress_step < 10:
-                log.info("progress: %.1f of %.1f s of audio (%d %%), %d segment(s)", fed / SAMPLE_RATE_HZ,
-                         total / SAMPLE_RATE_HZ, 10 * self._progress_step, self._segments)
-
     def run(self) -> int:
         """Process audio until a signal, the end of the input or a failure; the exit status.
 
@@ -403,20 +330,12 @@ class Daemon:
 
     def _run_loop(self) -> EndReason:
         self.wait_for_subscriber()
-        spec = self.vad.spec
-        self.status_event("started", f"vadstream {__version__} started: model {spec.name} {spec.version}, "
-                          f"source {self.source.name}", pid=os.getpid(), model=str(self.vad.model.path),
-                          events_endpoint=self.events_endpoint, control_endpoint=self.control_endpoint,
-                          config=self.cfg.to_dict())
+        self.publish(self.book.started(self._moment(), self.vad, self.source.name, self.events_endpoint,
+                                       self.control_endpoint, self.cfg))
         log.info("publishing on %s (control: %s), model %s", self.events_endpoint, self.control_endpoint or "off",
                  self.vad.model.path)
         self.source.start()
-        stats = self.source.stats()
-        self._progress_step = 0
-        self._progress_total = 0  # samples of an unpaced file long enough to report progress
-        if stats.get("kind") == "file" and not stats.get("realtime", True) \
-                and stats.get("duration_s", 0) >= PROGRESS_MIN_S:
-            self._progress_total = int(stats["duration_s"] * SAMPLE_RATE_HZ)
+        self.book.start_progress(self.source.stats())
         while self._stop is None:
             block = self.source.read(READ_TIMEOUT_S)
             self._update_audio_subscribers()
@@ -428,10 +347,9 @@ class Daemon:
                 except Exception as exc:  # noqa: BLE001 - a bad block must not stop the daemon
                     self._error(f"block at sample {getattr(block, 'start_sample', '?')} skipped: "
                                 f"{type(exc).__name__}: {exc}")
-                if self._progress_total:
-                    self._progress()
-                if not self._ready:
-                    self._ready = True
+                self.book.progress(self.stream.sample_index)
+                if not self.book.ready:
+                    self.book.ready = True
                     self.notifier.ready(self._human_status())
                     log.info("ready: first audio block processed from %s", self.source.name)
             elif self.source.finished:
@@ -457,19 +375,13 @@ class Daemon:
             self._publish_output(self.stream.close() if reason is EndReason.END_OF_INPUT else self.stream.stop(reason))
         except Exception as exc:  # noqa: BLE001
             self._error(f"final flush failed: {type(exc).__name__}: {exc}")
-        if self._open_start is not None:  # the stream could not close it: the promise still holds
-            s, fed = self._open_start, max(self._open_start, self.stream.sample_index)
-            self._open_start = None
-            self._segments += 1
+        if self.book.open_start is not None:  # the stream could not close it: the promise still holds
+            s, fed = self.book.open_start, max(self.book.open_start, self.stream.sample_index)
+            self.book.speech_ended()
             self.publish(wire.SpeechEnd(sample_index=fed, wall_time_ns=self._wall_ns(fed), probability=0.0,
                                         decided_sample=fed, start_sample=s, reason=reason.value))
-        p = self.publisher
-        self.status_event("stopping", f"stopping: {why}", audio_s=self.audio_s,
-                          segments=self._segments, published=p.seq + 1, dropped=p.dropped,
-                          overflows=self._overflows, errors=self._errors)
-        log.info("stopping (%s): %.2f s of audio, %d segment(s), %d message(s) published, %d drop episode(s), "
-                 "%d overflow(s), %d error(s)", why, self.audio_s, self._segments, p.seq, p.dropped,
-                 self._overflows, self._errors)
+        self.publish(self.book.stopping(self._moment(), why, self.publisher))
+        self.book.log_totals(why, self.stream.sample_index, self.publisher)
         for name, close in (("source", self.source.close),
                             ("control socket", self.control.close if self.control is not None else None),
                             ("publisher", self.publisher.close), ("systemd notifier", self.notifier.close)):
@@ -478,7 +390,7 @@ class Daemon:
                     close()
             except Exception as exc:  # noqa: BLE001
                 log.warning("closing the %s failed: %s", name, exc)
-        return 1 if self._source_failed or failure is not None else 0
+        return 1 if self.book.source_failed or failure is not None else 0
 
 
 def main(args) -> int:
