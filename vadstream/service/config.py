@@ -24,7 +24,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from vadstream.audio.blocks import INPUT_BOUNDS
+from vadstream.audio.blocks import INPUT_BOUNDS, SourceSpec
 from vadstream.stages.detector import DetectorConfig
 from vadstream.wire.endpoints import default_endpoint
 
@@ -52,12 +52,12 @@ class InputConfig:
     """
 
     source: str = MICROPHONE
-    device: str | int | None = None
-    channel: int | None = None
-    realtime: bool = True
-    block_ms: float = 20.0
-    ring_s: float = 2.0
-    samplerate_hz: int | None = None
+    device: str | int | None = SourceSpec.device  # the other defaults are SourceSpec's: one place
+    channel: int | None = SourceSpec.channel
+    realtime: bool = SourceSpec.realtime
+    block_ms: float = SourceSpec.block_ms
+    ring_s: float = SourceSpec.ring_s
+    samplerate_hz: int | None = SourceSpec.samplerate_hz
 
     @property
     def input(self) -> str | None:
@@ -66,8 +66,6 @@ class InputConfig:
 
     def source_spec(self):
         """The :class:`vadstream.audio.blocks.SourceSpec` these settings describe."""
-        from vadstream.audio.blocks import SourceSpec
-
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "source"}
         return SourceSpec(input=self.input, **fields)
 
