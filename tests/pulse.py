@@ -176,24 +176,24 @@ def _server_fixture(tmp_path_factory, rate_hz: int):
     return server
 
 
-@pytest.fixture
-def pulse_server(tmp_path_factory, monkeypatch):
-    """A running private PulseAudio server with a 48 kHz null sink; this process uses it."""
-    server = _server_fixture(tmp_path_factory, 48000)
+def _server_in_this_process(tmp_path_factory, monkeypatch, rate_hz: int):
+    server = _server_fixture(tmp_path_factory, rate_hz)
     use_in_this_process(server, monkeypatch)
     yield server
     server.stop()
     _reset_portaudio()
+
+
+@pytest.fixture
+def pulse_server(tmp_path_factory, monkeypatch):
+    """A running private PulseAudio server with a 48 kHz null sink; this process uses it."""
+    yield from _server_in_this_process(tmp_path_factory, monkeypatch, 48000)
 
 
 @pytest.fixture
 def pulse_server_16k(tmp_path_factory, monkeypatch):
     """As ``pulse_server`` with a 16 kHz null sink."""
-    server = _server_fixture(tmp_path_factory, 16000)
-    use_in_this_process(server, monkeypatch)
-    yield server
-    server.stop()
-    _reset_portaudio()
+    yield from _server_in_this_process(tmp_path_factory, monkeypatch, 16000)
 
 
 def _reset_portaudio() -> None:

@@ -3,6 +3,7 @@ block cutting, and a daemon with a subscriber connected."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -85,3 +86,14 @@ def inprocess_daemon(tmp_path: Path, detector: dict, topics: tuple[bytes, ...] =
         d.publisher.poll()
         time.sleep(0.01)
     return d, col, ctx
+
+
+@contextlib.contextmanager
+def connected_daemon(tmp_path: Path, detector: dict):
+    """``inprocess_daemon`` as (daemon, collector), closed afterwards."""
+    d, col, ctx = inprocess_daemon(tmp_path, detector)
+    try:
+        yield d, col
+    finally:
+        col.close()
+        ctx.destroy(linger=0)

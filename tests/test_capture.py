@@ -35,6 +35,17 @@ def wait_flowing(src, limit_s: float = 8.0) -> list[AudioBlock]:
     pytest.fail(f"no audio from {src.name} within {limit_s} s: {src.stats()}")
 
 
+def read_for(src, seconds: float, timeout_s: float = 0.1) -> list[AudioBlock]:
+    """Every block ``src`` delivers in the next ``seconds``."""
+    blocks = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        b = src.read(timeout_s)
+        if b is not None:
+            blocks.append(b)
+    return blocks
+
+
 def capture_while_playing(src, server: PulseServer, wav, after_s: float = 0.6) -> list[AudioBlock]:
     blocks = wait_flowing(src)
     player = server.play(wav)
@@ -102,12 +113,7 @@ def test_tone_through_pulseaudio(pulse_server, tmp_path, device_rate):  # noqa: 
 def test_wall_time_tracks_the_sample_clock(pulse_server):  # noqa: F811
     src = open_source(SourceSpec(device="pulse", samplerate_hz=48000))
     try:
-        blocks = wait_flowing(src)
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 2.0:
-            b = src.read(0.1)
-            if b is not None:
-                blocks.append(b)
+        blocks = wait_flowing(src) + read_for(src, 2.0)
         joined(blocks)
         first, last = blocks[1], blocks[-1]
         audio_s = (last.start_sample - first.start_sample) / RATE
@@ -196,12 +202,7 @@ def test_overflow_is_counted_reported_and_logged_once(pulse_server, caplog):  # 
         src.poll_status()
         caplog.set_level(logging.WARNING)
         time.sleep(1.2)  # not reading: ~1 s of audio cannot fit in 0.2 s of ring
-        blocks = []
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 0.5:
-            b = src.read(0.05)
-            if b is not None:
-                blocks.append(b)
+        blocks = read_for(src, 0.5, 0.05)
         stats = src.stats()
         dropped_s = stats["overflow_samples"] / stats["device_rate_hz"]
         assert 0.7 < dropped_s < 1.3, stats
@@ -229,12 +230,7 @@ def test_device_lost_and_restored(pulse_server, tmp_path):  # noqa: F811
     """The server dies (device gone): 'lost'; it comes back on the same socket: 'restored'."""
     src = open_source(SourceSpec(device="pulse"))
     try:
-        blocks = wait_flowing(src)
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 0.5:
-            b = src.read(0.1)
-            if b is not None:
-                blocks.append(b)
+        blocks = wait_flowing(src) + read_for(src, 0.5)
         assert [s.kind for s in src.poll_status()] == ["opened"]
         end_before = blocks[-1].end_sample
         pulse_server.kill()

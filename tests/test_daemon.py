@@ -133,17 +133,22 @@ def test_stdin_gives_the_same_events_as_the_file(file_run, track, tmp_path, ctx)
     assert [key(m) for m in speech_events(col.messages)] == [key(m) for m in speech_events(file_run[0].messages)]
 
 
-def test_end_of_input_inside_speech_closes_the_segment(track, tmp_path, ctx):
-    audio, regions, _ = track
-    cut = int((regions[0][0] + 1.0) * RATE)  # stop one second into the first sentence
-    wav = write_wav(tmp_path / "cut.wav", audio[:cut])
-    d = DaemonProcess(tmp_path, "--input", str(wav), "--no-realtime", "--wait-subscriber", "20",
-                      "--min-silence-ms", "2000")
+def run_file(tmp_path, ctx, wav, *flags) -> Collector:
+    """A --no-realtime daemon over ``wav`` with ``flags``: exits 0; its messages, checked by check_stream."""
+    d = DaemonProcess(tmp_path, "--input", str(wav), "--no-realtime", "--wait-subscriber", "20", *flags)
     col = Collector(d.events, ctx)
     assert d.wait(60) == 0, d.stderr()
     time.sleep(0.2)
     col.close()
     check_stream(col)
+    return col
+
+
+def test_end_of_input_inside_speech_closes_the_segment(track, tmp_path, ctx):
+    audio, regions, _ = track
+    cut = int((regions[0][0] + 1.0) * RATE)  # stop one second into the first sentence
+    wav = write_wav(tmp_path / "cut.wav", audio[:cut])
+    col = run_file(tmp_path, ctx, wav, "--min-silence-ms", "2000")
     speech = speech_events(col.messages)
     assert [m.TYPE for m in speech] == ["speech_start", "speech_end"]
     assert speech[1].reason == "end_of_input" and speech[1].sample_index <= cut
@@ -151,13 +156,7 @@ def test_end_of_input_inside_speech_closes_the_segment(track, tmp_path, ctx):
 
 def test_max_speech_splits_segments_back_to_back(track, tmp_path, ctx):
     _, _, wav = track
-    d = DaemonProcess(tmp_path, "--input", str(wav), "--no-realtime", "--wait-subscriber", "20",
-                      "--min-silence-ms", "400", "--max-speech-s", "1")
-    col = Collector(d.events, ctx)
-    assert d.wait(60) == 0, d.stderr()
-    time.sleep(0.2)
-    col.close()
-    check_stream(col)
+    col = run_file(tmp_path, ctx, wav, "--min-silence-ms", "400", "--max-speech-s", "1")
     speech = speech_events(col.messages)
     splits = [i for i, m in enumerate(speech) if isinstance(m, SpeechEnd) and m.reason == "max_speech"]
     assert len(splits) >= 2, speech

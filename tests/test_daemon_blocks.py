@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 from daemon_util import RATE, model_path, speech_track
-from scripted import ScriptedSource, blocks, inprocess_daemon
+from scripted import ScriptedSource, blocks, connected_daemon
 
 from vadstream.audio.blocks import AudioBlock, SourceStatus
 from vadstream.service import config
@@ -18,10 +18,8 @@ from vadstream.wire.events import SpeechEnd, SpeechStart, Status
 
 @pytest.fixture
 def daemon(tmp_path):
-    d, col, ctx = inprocess_daemon(tmp_path, {"min_silence_ms": 2000.0})
-    yield d, col
-    col.close()
-    ctx.destroy(linger=0)
+    with connected_daemon(tmp_path, {"min_silence_ms": 2000.0}) as daemon_and_collector:
+        yield daemon_and_collector
 
 
 def test_bad_blocks_lost_device_and_holes(daemon, tmp_path):

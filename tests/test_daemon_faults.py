@@ -14,7 +14,7 @@ import signal
 import pytest
 import zmq
 from daemon_util import RATE, Collector, DaemonProcess, speech_track, write_wav
-from scripted import BLOCK, ScriptedSource, blocks, inprocess_daemon
+from scripted import BLOCK, ScriptedSource, blocks, connected_daemon
 
 from vadstream.audio.blocks import SourceStatus
 from vadstream.service import config
@@ -47,10 +47,8 @@ def speech(tmp_path_factory):
 
 @pytest.fixture
 def daemon(tmp_path):
-    d, col, ctx = inprocess_daemon(tmp_path, {"min_silence_ms": 2000.0})
-    yield d, col
-    col.close()
-    ctx.destroy(linger=0)
+    with connected_daemon(tmp_path, {"min_silence_ms": 2000.0}) as daemon_and_collector:
+        yield daemon_and_collector
 
 
 def run_to_end(d, col) -> tuple[int, list]:

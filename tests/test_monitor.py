@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from daemon_util import write_wav
 
 from vadstream.commands.monitor import MonitorState, PlainView, Prob, StateChange, level_dbfs
 from vadstream.stages.detector import EndReason, SpeechEnd, SpeechStart
@@ -38,13 +39,7 @@ def clip(tmp_path_factory) -> Path:
         with wave.open(str(wav)) as w:
             parts.append(np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768)
     x = np.concatenate(parts) * 0.6 + np.random.default_rng(2).normal(0, 0.002, sum(p.size for p in parts))
-    path = tmp / "clip.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes((np.clip(x, -1, 0.99) * 32768).astype("<i2").tobytes())
-    return path
+    return write_wav(tmp / "clip.wav", x)
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+from daemon_util import write_wav
 
 from vadstream.commands.formats import FileResult, Segment
 
@@ -82,15 +82,6 @@ def test_plot_long_file_and_empty_file(tmp_path):
     empty = FileResult("empty.wav", [], 0, probs=np.zeros(0, np.float32))
     assert png_size(plot.plot_result(tmp_path / "empty.png", empty, np.zeros(0, np.float32))) == \
         (plot.WIDTH_PX, plot.HEIGHT_PX)
-
-
-def write_wav(path: Path, x: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes((np.clip(x, -1, 0.99) * 32767).astype("<i2").tobytes())
-    return path
 
 
 def test_file_command_plot_with_labels(tmp_path, shipped_model):
