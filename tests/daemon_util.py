@@ -166,6 +166,22 @@ class DaemonProcess:
             time.sleep(0.05)
         raise AssertionError("daemon never saw the subscription")
 
+    def listen_when_flowing(self, ctx: zmq.Context, topics: tuple[bytes, ...] = (b"vad.",)) -> Collector:
+        """A Collector on the events, once the daemon has seen it subscribe and audio flows
+        (PortAudio's first stream in a process takes 1-2 s to deliver)."""
+        col = Collector(self.events, ctx, topics=topics)
+        self.wait_subscribed(ctx)
+        col.wait_for(lambda m: isinstance(m, events.Heartbeat) and m.sample_index > 8000, timeout_s=20)
+        return col
+
+    def terminate(self, col: Collector, timeout_s: float = 10.0) -> int:
+        """SIGTERM, wait for the exit, let the last messages arrive, close ``col``; the exit status."""
+        self.signal(signal.SIGTERM)
+        rc = self.wait(timeout_s)
+        time.sleep(0.2)
+        col.close()
+        return rc
+
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 

@@ -164,7 +164,8 @@ def use_in_this_process(server: PulseServer, monkeypatch) -> list[str]:
     return names
 
 
-def _server_fixture(tmp_path_factory, rate_hz: int):
+def start_server(tmp_path_factory, rate_hz: int) -> PulseServer:
+    """A started private PulseAudio server (skips the test without PulseAudio; fails if it cannot start)."""
     why = pulse_missing()
     if why:
         pytest.skip(why)
@@ -177,7 +178,7 @@ def _server_fixture(tmp_path_factory, rate_hz: int):
 
 
 def _server_in_this_process(tmp_path_factory, monkeypatch, rate_hz: int):
-    server = _server_fixture(tmp_path_factory, rate_hz)
+    server = start_server(tmp_path_factory, rate_hz)
     use_in_this_process(server, monkeypatch)
     yield server
     server.stop()

@@ -25,14 +25,13 @@ measured), and the current model reads noise without that band as speech.
 
 from __future__ import annotations
 
-import signal
 import time
 
 import pytest
 import zmq
 from audio_gen import espeak_missing, make_test_audio
 from daemon_util import Collector, DaemonProcess
-from pulse import PulseServer, pulse_missing
+from pulse import PulseServer, start_server
 
 from vadstream.wire.events import Heartbeat, SpeechEnd, SpeechStart, Status
 
@@ -56,14 +55,7 @@ def speech_audio():
 
 @pytest.fixture
 def server(tmp_path_factory, request):
-    why = pulse_missing()
-    if why:
-        pytest.skip(why)
-    srv = PulseServer(tmp_path_factory.mktemp("pulse_e2e"), rate_hz=request.param)
-    try:
-        srv.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
+    srv = start_server(tmp_path_factory, request.param)
     yield srv
     srv.stop()
 
@@ -83,17 +75,11 @@ def run_e2e(server: PulseServer, audio, tmp_path, *daemon_args: str):
     d = DaemonProcess(tmp_path, "--device", "pulse", "--wait-subscriber", "20", *daemon_args,
                       env=server.env({}), cli=True)
     try:
-        col = Collector(d.events, ctx)
-        d.wait_subscribed(ctx)
-        # PortAudio's first stream in a process takes 1-2 s to deliver: wait until audio flows.
-        col.wait_for(lambda m: isinstance(m, Heartbeat) and m.sample_index > 8000, timeout_s=20)
+        col = d.listen_when_flowing(ctx)
         t_play_ns = time.time_ns()
         server.play_and_wait(wav, timeout_s=60)
         time.sleep(1.5)  # hangover and lookahead of the last phrase
-        d.signal(signal.SIGTERM)
-        rc = d.wait(10)
-        time.sleep(0.2)
-        col.close()
+        rc = d.terminate(col)
         return col, rc, d.stderr(), t_play_ns
     finally:
         d.kill()
@@ -158,9 +144,7 @@ def test_device_lost_mid_speech_and_restored(server, tmp_path):
     d = DaemonProcess(tmp_path, "--device", "pulse", "--wait-subscriber", "20",
                       env=server.env({}), cli=True)
     try:
-        col = Collector(d.events, ctx)
-        d.wait_subscribed(ctx)
-        col.wait_for(lambda m: isinstance(m, Heartbeat) and m.sample_index > 8000, timeout_s=20)
+        col = d.listen_when_flowing(ctx)
         player = server.play(wav_long)
         start = col.wait_for(lambda m: isinstance(m, SpeechStart), timeout_s=10)
         time.sleep(0.5)
@@ -177,10 +161,7 @@ def test_device_lost_mid_speech_and_restored(server, tmp_path):
         col.wait_for(lambda m: isinstance(m, Heartbeat) and m.sample_index > resume + 8000, timeout_s=20)
         server.play_and_wait(wav_short, timeout_s=30)
         time.sleep(1.5)
-        d.signal(signal.SIGTERM)
-        assert d.wait(10) == 0, d.stderr()
-        time.sleep(0.2)
-        col.close()
+        assert d.terminate(col) == 0, d.stderr()
     finally:
         d.kill()
         ctx.destroy(linger=0)
@@ -222,9 +203,7 @@ def test_live_pipe_into_stdin(server, speech_audio, tmp_path):
     d = DaemonProcess(tmp_path, "--input", "-", "--wait-subscriber", "20", stdin=rec.stdout, cli=True)
     rec.stdout.close()  # the daemon holds the pipe now
     try:
-        col = Collector(d.events, ctx)
-        d.wait_subscribed(ctx)
-        col.wait_for(lambda m: isinstance(m, Heartbeat) and m.sample_index > 8000, timeout_s=20)
+        col = d.listen_when_flowing(ctx)
         t_play_ns = time.time_ns()
         server.play_and_wait(wav, timeout_s=60)
         time.sleep(1.5)

@@ -10,32 +10,24 @@ reach before the labelled onset and its post-roll past the labelled offset.
 
 from __future__ import annotations
 
-import signal
-import time
-
 import numpy as np
 import pytest
 import zmq
 from audio_gen import espeak_missing, make_test_audio, read_wav
-from daemon_util import Collector, DaemonProcess
-from pulse import PulseServer, pulse_missing
+from daemon_util import DaemonProcess
+from pulse import start_server
 
 from vadstream.wire.audio import SpeechAudio, Utterance
-from vadstream.wire.events import Heartbeat, SpeechEnd
+from vadstream.wire.events import SpeechEnd
 
 pytestmark = pytest.mark.audio
 
 
 @pytest.fixture
 def server(tmp_path_factory):
-    why = pulse_missing() or espeak_missing()
-    if why:
-        pytest.skip(why)
-    srv = PulseServer(tmp_path_factory.mktemp("pulse_audio_topics"), rate_hz=16000)
-    try:
-        srv.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
+    if espeak_missing():
+        pytest.skip(espeak_missing())
+    srv = start_server(tmp_path_factory, 16000)
     yield srv
     srv.stop()
 
@@ -56,15 +48,10 @@ def test_live_capture_utterances_are_the_played_samples(server, tmp_path):
     ctx = zmq.Context()
     d = DaemonProcess(tmp_path, "--device", "pulse", "--wait-subscriber", "20", env=server.env({}), cli=True)
     try:
-        col = Collector(d.events, ctx, topics=(b"vad.", b"audio."))
-        d.wait_subscribed(ctx)
-        col.wait_for(lambda m: isinstance(m, Heartbeat) and m.sample_index > 8000, timeout_s=20)
+        col = d.listen_when_flowing(ctx, topics=(b"vad.", b"audio."))
         server.play_and_wait(wav, timeout_s=60)
         col.wait_for(lambda m: isinstance(m, Utterance) and len(col.of(Utterance)) >= len(audio.speech), 5)
-        d.signal(signal.SIGTERM)
-        assert d.wait(10) == 0, d.stderr()
-        time.sleep(0.2)
-        col.close()
+        assert d.terminate(col) == 0, d.stderr()
     finally:
         d.kill()
         ctx.destroy(linger=0)
