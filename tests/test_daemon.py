@@ -205,7 +205,7 @@ def test_sighup_reloads_the_config_and_control_changes_thresholds(tmp_path, ctx)
         d.signal(signal.SIGHUP)
         m = col.wait_for(lambda m: isinstance(m, Status) and m.kind == "config")
         assert m.details["changed"] == {"detector.onset_threshold": [0.5, 0.8],
-                                        "detector.min_silence_ms": [300.0, 500.0]}
+                                        "detector.min_silence_ms": [200.0, 500.0]}
         assert m.details["restart_needed"] == ["input.block_ms"]
         assert request(d.control, "status", context=ctx)["status"]["config"]["detector"]["onset_threshold"] == 0.8
 

@@ -13,7 +13,7 @@ from vadstream.wire.events import SpeechEnd, SpeechStart, Status
 
 LAYOUT = [1.0, "the quick brown fox jumps over the lazy dog", 1.5, "hello world this is vadstream speaking", 1.2]
 PRE_ROLL = 8000  # the defaults: 500 ms
-POST_ROLL = 4000  # 250 ms
+POST_ROLL = 2400  # 150 ms, the default
 
 
 @pytest.fixture(scope="module")

@@ -119,17 +119,17 @@ class AudioConfig:
     Attributes:
         pre_roll_ms: audio sent before each segment's start. The default 500 ms is at least the
             detector's onset delay plus its speech padding: the labelled onset precedes the moment
-            the detector decides by 148 ms (median) to 440 ms (90th percentile) at the shipped
+            the detector decides by ~140 ms (median) to ~400 ms (90th percentile) at the shipped
             defaults (bench/RESULTS.md, "Detector defaults"), plus ``speech_pad_ms`` 30.
-        post_roll_ms: audio an utterance carries after its segment's end. The default 250 ms keeps
+        post_roll_ms: audio an utterance carries after its segment's end. The default 150 ms keeps
             the utterance going out with the ``speech_end``: the end is decided ``min_silence_ms``
-            (300) after the last speech hop, plus the model's 35 ms lookahead, and is padded by
-            ``speech_pad_ms`` (30), so 305 ms past the end is already there. A longer post-roll
+            (200) after the last speech hop, plus the model's 5-25 ms lookahead, and is padded by
+            ``speech_pad_ms`` (30), so 170-195 ms past the end is already there. A longer post-roll
             delays the utterance until that audio has been captured.
     """
 
     pre_roll_ms: float = 500.0
-    post_roll_ms: float = 250.0
+    post_roll_ms: float = 150.0
 
     BOUNDS = {"pre_roll_ms": (0.0, 10_000.0), "post_roll_ms": (0.0, 10_000.0)}
 
