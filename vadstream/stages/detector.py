@@ -49,10 +49,10 @@ class DetectorConfig:
     """Smoothing parameters.
 
     Defaults were chosen for model 3.0 from the measured grid in bench/RESULTS.md (dev tune
-    half): onset 0.8 rather than the lowest-cost 0.9 misses fewer segments (8.8 % vs 11.7 %) and
-    starts ~35 ms sooner for ~60 more false starts per hour of the tune half's non-speech (still
-    fewer than Silero's); a 200 ms hangover keeps the median end under 250 ms while splitting
-    under 8 % of sentences (100 ms: 16 %). See "Detector defaults" there and bench/notes.md.
+    half): onset 0.9 / offset 0.65 as at the lowest cost (onset 0.8 missed fewer segments but
+    raised the daemon's false starts above 2.0's, 300 vs 264 per hour), min speech one hop, and
+    a 200 ms hangover, which keeps the median end under 250 ms while splitting under 9 % of
+    sentences (100 ms: 16 %). See "Detector defaults" there and bench/notes.md.
 
     Attributes:
         onset_threshold: probability at or above which quiet turns into candidate speech (0..1).
@@ -63,8 +63,8 @@ class DetectorConfig:
         speech_pad_ms: padding added before the start and after the end of each segment.
     """
 
-    onset_threshold: float = 0.8
-    offset_threshold: float = 0.55
+    onset_threshold: float = 0.9
+    offset_threshold: float = 0.65
     min_speech_ms: float = 20.0
     min_silence_ms: float = 200.0
     max_speech_s: float = 30.0
