@@ -50,7 +50,7 @@ def test_max_speech_split_gives_overlapping_whole_utterances(tmp_path):
     for a, b in zip(utts, utts[1:]):
         if a.reason == "max_speech":  # the next one starts where this one ended: they overlap by the rolls
             assert b.start_sample == a.end_sample
-            assert b.sample_index == b.start_sample - 8000 and a.end_of_audio == min(stream.size, a.end_sample + 4000)
+            assert b.sample_index == b.start_sample - 8000 and a.end_of_audio == min(stream.size, a.end_sample + 2400)
     # audio.speech: one gap-free stream over the whole speech, never repeating a sample
     chunks = col.of(SpeechAudio)
     for x, y in zip(chunks, chunks[1:]):
@@ -83,13 +83,13 @@ def test_hole_and_device_loss_mid_speech(tmp_path):
 def test_audio_settings_apply_live(tmp_path):
     d, col, ctx = make_daemon(tmp_path)
     try:
-        assert (d.audio_tap.pre_roll_samples, d.audio_tap.post_roll_samples) == (8000, 4000)
+        assert (d.audio_tap.pre_roll_samples, d.audio_tap.post_roll_samples) == (8000, 2400)
         new = config.from_mapping({"audio": {"pre_roll_ms": 100.0, "post_roll_ms": 50.0},
                                    "detector": {"max_speech_s": 10.0}}, d.cfg)
         changes = d._apply(new)
         assert set(changes) == {"audio.pre_roll_ms", "audio.post_roll_ms", "detector.max_speech_s"}
         assert (d.audio_tap.pre_roll_samples, d.audio_tap.post_roll_samples) == (1600, 800)
-        assert d.audio_tap.capacity_samples == int((0.1 + 10 + 0.3 + 2.0) * RATE)
+        assert d.audio_tap.capacity_samples == int((0.1 + 10 + 0.2 + 2.0) * RATE)  # max(post-roll, hangover 200 ms)
     finally:
         col.close()
         ctx.destroy(linger=0)
