@@ -106,7 +106,7 @@ def test_no_audio_subscriber_no_audio_work(tmp_path, ctx, track):
         audio = status["audio"]
         subscribed = (audio["utterance_subscribed"], audio["speech_subscribed"], audio["history_samples"])
         assert subscribed == (False, False, 0)
-        assert audio["history_capacity_samples"] == int((0.5 + 30 + 0.2 + 2.0) * 16000)  # pre + max speech + max(post-roll, hangover) + 2 s
+        assert audio["history_capacity_samples"] == int((0.5 + 30 + 0.2 + 2.0) * 16000)  # hangover 0.2 s > post-roll
         assert daemon.wait(30) == 0
     finally:
         daemon.kill()

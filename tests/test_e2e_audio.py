@@ -61,7 +61,7 @@ def test_live_capture_utterances_are_the_played_samples(server, tmp_path):
     offsets = []
     for u, e, (on, off) in zip(utts, ends, audio.speech):
         assert (u.start_sample, u.end_sample) == (e.start_sample, e.sample_index)
-        assert u.start_sample - u.sample_index == 8000 and u.end_of_audio - u.end_sample == 2400  # defaults: 500 / 150 ms
+        assert u.start_sample - u.sample_index == 8000 and u.end_of_audio - u.end_sample == 2400
         at = locate(u.samples, played)
         assert at >= 0, "utterance not found bit for bit in the played file"
         assert np.array_equal(u.samples, played[at:at + u.num_samples])  # bit-identical over its interval
