@@ -19,15 +19,12 @@ label at the frame's centre. Lookahead and call cadence therefore count as lag. 
 offline-aligned figures score each frame with the probability of the hop that contains it.
 95 % intervals: bootstrap over files (frames of a file stay together).
 
-    python -m vadstream.evaluation.realworld [--model M] [--peers vadstream,silero,ten,webrtc-3]
+Run by ``vadstream evaluate`` and ``python -m bench accuracy`` (the same conditions, one run).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -211,16 +208,6 @@ def real_report(results: dict, conditions: dict[str, list], groups: dict[str, li
     return report
 
 
-def evaluate(peers: dict, data_root: Path, cache_dir: Path, quick: bool = False, log=None) -> dict:
-    from vadstream.evaluation.evaluate import run_all
-    from vadstream.training.data import build_nonspeech_set
-
-    sets = real_sets(data_root, cache_dir, quick, log)
-    nonspeech = build_nonspeech_set(data_root, split="dev")
-    conditions = {**sets, "non-speech": nonspeech[:6] if quick else nonspeech}
-    return real_report(run_all(peers, conditions, log=log), conditions, ci=not quick)
-
-
 def render(report: dict) -> str:
     lines = []
     for set_name, by_vad in report["sets"].items():
@@ -247,30 +234,3 @@ def render(report: dict) -> str:
             lines.append(f"| {vad} | {r['false_starts_per_hour']:.0f}{extra} | {100 * r['hops_over_half']:.1f} % |")
     return "\n".join(lines)
 
-
-def main(argv: list[str] | None = None) -> int:
-    from vadstream.evaluation.evaluate import default_data_root
-    from vadstream.evaluation.peers import available_peers
-
-    p = argparse.ArgumentParser(prog="python -m vadstream.evaluation.realworld", description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", type=Path, default=None)
-    p.add_argument("--model", type=Path, default=None)
-    p.add_argument("--peers", default="vadstream,silero,ten,webrtc-3")
-    p.add_argument("--cache-dir", type=Path, default=Path("cache"))
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
-    args = p.parse_args(argv)
-    data_root = args.data_root or default_data_root()
-    peers, skipped = available_peers([n.strip() for n in args.peers.split(",")], model=args.model)
-    report = evaluate(peers, data_root, args.cache_dir, args.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(render(report))
-    for name, why in skipped.items():
-        print(f"- {name} skipped: {why}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

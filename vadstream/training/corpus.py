@@ -33,7 +33,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+from vadstream.training.scenes import spread
 
 PACKAGES = (["ktuberling-data"] + [f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru")]
             + ["asterisk-moh-opsound-wav", "tuxpaint-stamps-default", "sound-theme-freedesktop", "hedgewars-data"])
@@ -51,13 +51,6 @@ def _is_human_sound(stem: str) -> bool:
     return stem.startswith(HEDGEWARS_HUMAN) and not stem.startswith("Owl")
 
 
-def _spread(files: list[Path], n: int) -> list[Path]:
-    if len(files) <= n:
-        return files
-    idx = np.linspace(0, len(files) - 1, n).round().astype(int)
-    return [files[i] for i in idx]
-
-
 def sources(asterisk_per_language: int, tuxpaint_per_language: int = 150) -> list[tuple[str, str, Path]]:
     """(source, language, path) of every clip to convert; deterministic order and subset."""
     out: list[tuple[str, str, Path]] = []
@@ -66,7 +59,7 @@ def sources(asterisk_per_language: int, tuxpaint_per_language: int = 150) -> lis
             out += [("ktuberling", lang_dir.name, p) for p in sorted(lang_dir.glob("*.ogg"))]
     if ASTERISK.is_dir():
         for voice in sorted(p for p in ASTERISK.iterdir() if p.is_dir()):
-            files = _spread(sorted(voice.glob("*.wav")), asterisk_per_language)
+            files = spread(sorted(voice.glob("*.wav")), asterisk_per_language)
             out += [("asterisk", voice.name.split("_")[0], p) for p in files]
     voices = HEDGEWARS_SOUNDS / "voices"
     if voices.is_dir():
@@ -78,7 +71,7 @@ def sources(asterisk_per_language: int, tuxpaint_per_language: int = 150) -> lis
             lang = p.stem.split("_desc", 1)[1].lstrip("_") or "en"
             by_lang.setdefault(lang, []).append(p)
         for lang, files in sorted(by_lang.items()):
-            out += [("tuxpaint", lang, p) for p in _spread(files, tuxpaint_per_language)]
+            out += [("tuxpaint", lang, p) for p in spread(files, tuxpaint_per_language)]
     return out
 
 

@@ -99,13 +99,12 @@ class Corpus:
                                        if n.split("/")[0] in RECORDED_SETS], dtype=np.int64)
         return self._recorded
 
-    def labels(self, i: int, clip: np.ndarray | None = None) -> np.ndarray:
-        """Per-sample speech labels (float32 in [0, 1]) of speech clip ``i`` (or of ``clip``, an
-        excerpt-free copy of it)."""
+    def labels(self, i: int) -> np.ndarray:
+        """Per-sample speech labels (float32 in [0, 1]) of speech clip ``i``."""
         from vadstream.training.teacher import frames_to_samples
 
         frames = self.speech_frames[i] if self.speech_frames else None
-        x = self.speech[i] if clip is None else clip
+        x = self.speech[i]
         if frames is None:
             return speech_mask(x).astype(np.float32)
         return frames_to_samples(frames.astype(np.float32), x.size)
@@ -151,12 +150,12 @@ def corpus_paths(data_root: str | os.PathLike[str] | None, extra_speech: list[st
     speech = [p for p in speech if is_validation(p, val_fraction) == want_val]
     noise = [p for p in noise if is_validation(p, val_fraction) == want_val]
     if max_files is not None:
-        speech = _spread(speech, max_files)
-        noise = _spread(noise, max_files)
+        speech = spread(speech, max_files)
+        noise = spread(noise, max_files)
     return speech, noise
 
 
-def _spread(paths: list[Path], n: int) -> list[Path]:
+def spread(paths: list[Path], n: int) -> list[Path]:
     """At most ``n`` files, taken evenly across the sorted list (so every set is represented)."""
     if len(paths) <= n:
         return paths

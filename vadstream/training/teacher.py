@@ -151,16 +151,15 @@ class TeacherCache:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vadstream.evaluation.metrics import mask_to_segments
     from vadstream.training.data import load_audio
 
     argv = sys.argv[1:] if argv is None else argv
     teacher = Teacher()
     for name in argv:
         p = teacher.frame_probs(load_audio(Path(name)))
-        speech = p >= 0.5
-        edges = np.flatnonzero(np.diff(np.r_[0, speech.astype(np.int8), 0]))
-        regions = [(a * 0.01, b * 0.01) for a, b in zip(edges[::2], edges[1::2])]
-        print(name, " ".join(f"{a:.2f}-{b:.2f}" for a, b in regions))
+        regions = mask_to_segments(p >= 0.5)  # in 10 ms frames
+        print(name, " ".join(f"{a * 0.01:.2f}-{b * 0.01:.2f}" for a, b in regions))
     return 0
 
 
