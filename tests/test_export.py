@@ -147,3 +147,65 @@ def test_shipped_model_separates_speech_from_silence_on_corpus(shipped_model, sh
         labels.append(item.speech[centres])
     auc = roc_auc(np.concatenate(labels), np.concatenate(probs))
     assert auc > 0.85
+
+
+# -- the streaming network (4.0): streaming ONNX graph == non-streaming training graph --------------
+
+@pytest.fixture(scope="module", params=[(32, 32), (16, 16, 16)], ids=["crnn", "tcn"])
+def streaming_export(tmp_path_factory, request):
+    """A random StreamNet with non-trivial BatchNorm statistics, exported as its streaming graph:
+    a conv + GRU net, and a dilated TCN without GRU (2.5 s receptive field)."""
+    torch = pytest.importorskip("torch")
+    from vadstream.stages.model import StateSpec
+    from vadstream.training.export import export_streaming
+    from vadstream.training.net import StreamNet, StreamNetConfig, state_names
+
+    torch.manual_seed(1)
+    if len(request.param) == 2:
+        cfg = StreamNetConfig(channels=request.param, kernels=(5, 3), dilations=(1, 1), gru=24)
+    else:
+        cfg = StreamNetConfig(channels=request.param, kernels=(3, 3, 3), dilations=(1, 8, 32), gru=0, hidden=16)
+    net = StreamNet(cfg)
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(4, 200, cfg.numcep) * 2 + 0.5)
+    net.eval()
+    spec = ModelSpec(features=FeatureConfig(winstep_s=0.02), frames_per_hop=1, context_frames=2, lookahead_frames=0,
+                     outputs_per_inference=2, norm_mean=(0.0,) * 13, norm_std=(1.0,) * 13, spec_version=2,
+                     state=tuple(StateSpec(i, o, tuple(s)) for i, o, s in state_names(cfg)))
+    path = export_streaming(net, spec, tmp_path_factory.mktemp("stream") / "m.onnx")
+    return net, path
+
+
+def test_streaming_graph_equals_the_training_graph_over_a_whole_file(streaming_export):
+    """Frames fed in pieces through the ONNX state equal the non-streaming graph (zero left
+    padding) on the whole signal, to 1e-5; the receptive field is longer than any piece."""
+    torch = pytest.importorskip("torch")
+    net, path = streaming_export
+    model = OnnxModel(path)
+    x = np.random.default_rng(2).standard_normal((1500, 13)).astype(np.float32) * 1.5
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)[None]).numpy()[0]
+    for pieces in ([1500], [2] * 750, [2, 8, 100, 390, 1000]):
+        model.reset_state()
+        bounds = np.cumsum([0] + pieces)
+        got = np.concatenate([model.stream(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert np.ptp(want) > 1e-2
+
+
+def test_streaming_vad_equals_the_training_graph_on_audio(streaming_export):
+    """Through Vad (MFCC, normalisation, call cadence, flush) in 20 ms blocks: the training graph's
+    numbers on the offline MFCC of the whole signal."""
+    torch = pytest.importorskip("torch")
+    net, path = streaming_export
+    vad = Vad(path)
+    x = speechlike(4.1, seed=3)
+    feats = mfcc(x.astype(np.float64), vad.spec.features).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(feats)[None]).numpy()[0]
+    got = np.concatenate([vad.process(x[i:i + 320]) for i in range(0, x.size, 320)] + [vad.flush()])
+    n = -(-x.size // 320)
+    assert got.shape == (n,)
+    np.testing.assert_allclose(got[: feats.shape[0]], want[:n], atol=1e-5, rtol=0)

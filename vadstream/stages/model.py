@@ -7,6 +7,14 @@ one inference scores, and the per-coefficient normalisation. The graph takes one
 ``[batch, context_frames, numcep]`` (normalised MFCC, float32) and returns one output of shape
 ``[batch, outputs_per_inference]`` (speech probabilities).
 
+A streaming model (spec version 2, model 4.0 on) lists its ``state`` tensors: the graph takes
+``features`` of shape ``[1, frames, numcep]`` (any number of new frames, one per hop) plus one
+input per state tensor and returns ``speech_prob`` ``[1, frames]`` plus the next value of each
+state. The runtime starts every state at zeros (the reset rule, also in the metadata:
+``state_reset``) at a stream's start and whenever :meth:`OnnxModel.reset_state` is called (Vad
+reset: a new stream, a gap or device loss), and feeds each call's state outputs to the next call.
+The window then lives in the state: each call costs the same whatever the receptive field.
+
 Window geometry: an inference that scores hops ``g*K .. g*K+K-1`` (K = outputs_per_inference)
 sees frames ``last-context_frames+1 .. last`` with ``last = (g+1)*K*frames_per_hop - 1 +
 lookahead_frames``. Frames before the start of the stream are the zero vector in normalised
@@ -26,7 +34,9 @@ import numpy as np
 from vadstream.stages.features import FeatureConfig
 
 METADATA_KEY = "vadstream"
-SPEC_VERSION = 1
+SPEC_VERSION = 1  # window models
+STREAM_SPEC_VERSION = 2  # models with state
+STATE_RESET = "zeros at the start of a stream and after a gap, a resync or device loss (Vad.reset)"
 INPUT_NAME = "features"
 OUTPUT_NAME = "speech_prob"
 # Package data: in the repository a symlink to models/vadstream.onnx, in a wheel the file itself.
@@ -35,6 +45,20 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "vadstream
 
 class ModelError(ValueError):
     """The model file is missing, unreadable, or does not carry a valid vadstream contract."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StateSpec:
+    """One state tensor of a streaming model: its graph input, the output that gives its next
+    value, and its fixed shape."""
+
+    input: str
+    output: str
+    shape: tuple[int, ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StateSpec":
+        return cls(input=str(data["input"]), output=str(data["output"]), shape=tuple(int(v) for v in data["shape"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +75,17 @@ class ModelSpec:
     name: str = "vadstream"
     version: str = "0"
     spec_version: int = SPEC_VERSION
+    state: tuple[StateSpec, ...] = ()
+    state_reset: str = ""
+
+    @property
+    def streaming(self) -> bool:
+        """The model carries state between calls and takes only new frames."""
+        return bool(self.state)
 
     def __post_init__(self) -> None:
+        if self.state and not self.state_reset:
+            object.__setattr__(self, "state_reset", STATE_RESET)
         numcep = self.features.numcep
         checks = [
             (self.frames_per_hop >= 1, "frames_per_hop must be >= 1"),
@@ -63,7 +96,14 @@ class ModelSpec:
             (len(self.norm_mean) == numcep and len(self.norm_std) == numcep,
              f"norm_mean and norm_std must have numcep={numcep} values"),
             (all(s > 0 for s in self.norm_std), "norm_std values must be > 0"),
-            (self.spec_version == SPEC_VERSION, f"spec_version {self.spec_version} is not {SPEC_VERSION}"),
+            (self.spec_version in (SPEC_VERSION, STREAM_SPEC_VERSION),
+             f"spec_version {self.spec_version} is not {SPEC_VERSION} or {STREAM_SPEC_VERSION}"),
+            (bool(self.state) == (self.spec_version == STREAM_SPEC_VERSION),
+             f"spec_version {STREAM_SPEC_VERSION} models and only they carry state"),
+            (not self.state or (self.frames_per_hop == 1 and self.lookahead_frames == 0),
+             "a streaming model scores one frame per hop without lookahead"),
+            (all(len(st.shape) >= 1 and all(d >= 0 for d in st.shape) for st in self.state),
+             "state shapes must be lists of sizes"),
         ]
         for ok, message in checks:
             if not ok:
@@ -84,6 +124,8 @@ class ModelSpec:
         data = dataclasses.asdict(self)
         data["norm_mean"] = list(self.norm_mean)
         data["norm_std"] = list(self.norm_std)
+        if not self.state:  # window models keep their version-1 metadata
+            del data["state"], data["state_reset"]
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -93,6 +135,7 @@ class ModelSpec:
             data["features"] = FeatureConfig.from_dict(data["features"])
             data["norm_mean"] = tuple(float(v) for v in data["norm_mean"])
             data["norm_std"] = tuple(float(v) for v in data["norm_std"])
+            data["state"] = tuple(StateSpec.from_dict(v) for v in data.get("state", ()))
             names = {f.name for f in dataclasses.fields(cls)}
             unknown = sorted(set(data) - names)
             if unknown:
@@ -153,9 +196,13 @@ class OnnxModel:
             raise ModelError(f"model {self.path} has no '{METADATA_KEY}' metadata: not a vadstream model "
                              "(export it with vadstream.training.export)")
         self.spec = ModelSpec.from_json(meta[METADATA_KEY])
-        self._check_io()
         # The bound C++ run method skips Python-side argument checks already done in _check_io.
         self._run = self._session._sess.run
+        if self.spec.streaming:
+            self._check_stream_io()
+            self._init_state()
+            return
+        self._check_io()
         # Live scoring (one window per call) runs through an IO binding on fixed buffers: no input
         # dict, no output allocation. Same kernels as a batch-1 run(), so the same numbers.
         self._window = np.zeros((1, self.spec.context_frames, self.spec.features.numcep), dtype=np.float32)
@@ -184,6 +231,73 @@ class OnnxModel:
         if len(outputs[0].shape) != 2 or got_out != [self.spec.outputs_per_inference]:
             raise ModelError(f"model {self.path} output shape {outputs[0].shape} does not match its metadata "
                              f"[batch, {self.spec.outputs_per_inference}] (outputs_per_inference)")
+
+    # -- streaming models -------------------------------------------------------------------------
+    def _check_stream_io(self) -> None:
+        spec = self.spec
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        want_in = [INPUT_NAME] + [st.input for st in spec.state]
+        want_out = [OUTPUT_NAME] + [st.output for st in spec.state]
+        if sorted(inputs) != sorted(want_in) or sorted(outputs) != sorted(want_out):
+            raise ModelError(f"model {self.path} has inputs {sorted(inputs)} and outputs {sorted(outputs)}; its "
+                             f"metadata promises inputs {want_in} and outputs {want_out}")
+        for io in [*inputs.values(), *outputs.values()]:
+            if io.type != "tensor(float)":
+                raise ModelError(f"model {self.path} tensor '{io.name}' is {io.type}, vadstream needs float32")
+        feats = inputs[INPUT_NAME].shape
+        if len(feats) != 3 or feats[2] != spec.features.numcep:
+            raise ModelError(f"model {self.path} input shape {feats} is not [1, frames, {spec.features.numcep}]")
+        for st in spec.state:
+            got = inputs[st.input].shape
+            if [d for d in got] != list(st.shape):
+                raise ModelError(f"model {self.path} state '{st.input}' has shape {got}, its metadata says "
+                                 f"{list(st.shape)}")
+
+    def _init_state(self) -> None:
+        spec = self.spec
+        k = spec.outputs_per_inference
+        # Two sets of state buffers; call i reads set i % 2 and writes the other (no copies).
+        self._states = [[np.zeros(st.shape, dtype=np.float32) for st in spec.state] for _ in range(2)]
+        self._cur = 0
+        self._frames = np.zeros((1, k, spec.features.numcep), dtype=np.float32)
+        self._probs = np.zeros((1, k), dtype=np.float32)
+        self._bound = []
+        for a in (0, 1):
+            ins = {INPUT_NAME: self._frames, **{st.input: v for st, v in zip(spec.state, self._states[a])}}
+            outs = {OUTPUT_NAME: self._probs, **{st.output: v for st, v in zip(spec.state, self._states[1 - a])}}
+            self._bound.append(bound_run(self._session, ins, outs))
+        self._state_outputs = [OUTPUT_NAME] + [st.output for st in spec.state]
+
+    def reset_state(self) -> None:
+        """Streaming models: back to the zero state of a stream's start (no-op for window models)."""
+        if self.spec.streaming:
+            for buffers in self._states:
+                for v in buffers:
+                    v.fill(0.0)
+            self._cur = 0
+
+    def stream(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Streaming models: probabilities of ``frames`` (n, numcep) normalised MFCC frames that
+        follow the ones fed before; the state moves on. One ONNX call for all n frames."""
+        n = frames.shape[0]
+        if n == self._frames.shape[1]:
+            self._frames[0] = frames
+            self._bound[self._cur]()
+            self._cur ^= 1
+            probs = self._probs[0]
+        else:
+            cur = self._states[self._cur]
+            feeds = {INPUT_NAME: np.ascontiguousarray(frames[None], dtype=np.float32),
+                     **{st.input: v for st, v in zip(self.spec.state, cur)}}
+            res = self._run(self._state_outputs, feeds, None)
+            for v, new in zip(cur, res[1:]):
+                v[...] = new
+            probs = res[0][0]
+        if out is None:
+            return probs.copy()
+        out[:] = probs
+        return out
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         """Probabilities (batch, outputs_per_inference) for normalised windows (batch, context, numcep)."""

@@ -23,6 +23,11 @@ class Vad:
     returned once ``lookahead_samples`` past that hop's end have arrived. :meth:`flush` returns
     the rest (every hop that started before the end of the audio) and resets. Each instance owns
     its own ONNX session and state: use one per stream.
+
+    A streaming model (:attr:`ModelSpec.streaming`) is given only the frames of the new hops,
+    ``outputs_per_inference`` hops' worth per ONNX call at least and all complete groups of a
+    block in one call; its state starts from zeros at every :meth:`reset`. A window model is
+    given its whole window for every group of hops.
     """
 
     def __init__(self, model: str | os.PathLike[str] | OnnxModel | None = None):
@@ -45,10 +50,13 @@ class Vad:
         step = spec.features.step_samples
         self._first_due = (self._group_frames - 1 + spec.lookahead_frames) * step + spec.features.frame_samples
         self._due_step = self._group_frames * step
+        self._streaming = spec.streaming
         self.reset()
 
     def reset(self) -> None:
-        """Forget all audio: the next sample is sample 0 of a new stream."""
+        """Forget all audio: the next sample is sample 0 of a new stream (a streaming model's
+        state back to zeros)."""
+        self.model.reset_state()
         self._mfcc.reset()
         self._frames[: self._context] = 0.0
         self._base = 0  # frame-store row of stream frame (first_kept_frame)
@@ -85,6 +93,12 @@ class Vad:
         n = ready - self._groups_done
         if n <= 0:
             return _EMPTY
+        if self._streaming:
+            # The new groups' frames only, in one call (the model's state holds what came before).
+            # Calls of whole groups give the same numbers in any chunking (tests/test_stream_model.py).
+            start = self._groups_done * self._group_frames - self._first_kept_frame
+            self._groups_done = ready
+            return self.model.stream(self._frames[start: start + n * self._group_frames])
         first_end = (self._groups_done + 1) * self._group_frames + self.spec.lookahead_frames - self._first_kept_frame
         self._groups_done = ready
         # One window per call, as in live streaming: ONNX Runtime picks batch-size dependent

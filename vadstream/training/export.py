@@ -42,6 +42,48 @@ def export_onnx(net, spec: ModelSpec, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def export_streaming(net, spec: ModelSpec, path: str | os.PathLike[str]) -> Path:
+    """Write a trained :class:`~vadstream.training.net.StreamNet` as its streaming graph
+    (:class:`~vadstream.training.net.StreamExport`): ``features [1, frames, numcep]`` and the
+    state inputs of ``spec.state`` in, ``speech_prob [1, frames]`` and the next states out."""
+    import torch
+
+    from vadstream.training.net import StreamExport
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph = StreamExport(net.eval()).eval()
+    dummy = (torch.zeros(1, 3, spec.features.numcep), *[torch.zeros(st.shape) for st in spec.state])
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            graph, dummy, str(path), input_names=[INPUT_NAME, *[st.input for st in spec.state]],
+            output_names=[OUTPUT_NAME, *[st.output for st in spec.state]],
+            dynamic_axes={INPUT_NAME: {1: "frames"}, OUTPUT_NAME: {1: "frames"}},
+            opset_version=OPSET, do_constant_folding=True, dynamo=False,
+        )
+    _strip_doc_strings(path)
+    _fix_state_shapes(path, spec)
+    write_spec(path, spec)
+    return path
+
+
+def _fix_state_shapes(path: Path, spec: ModelSpec) -> None:
+    """Declare each state output with its fixed shape (the exporter leaves the sliced axis symbolic)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    shapes = {st.output: st.shape for st in spec.state}
+    for out in model.graph.output:
+        if out.name in shapes:
+            dims = out.type.tensor_type.shape.dim
+            for dim, size in zip(dims, shapes[out.name]):
+                dim.Clear()
+                dim.dim_value = int(size)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
 def _strip_doc_strings(path: Path) -> None:
     """Drop the exporter's per-node doc strings (source paths): smaller, reproducible file."""
     import onnx
@@ -56,10 +98,22 @@ def _strip_doc_strings(path: Path) -> None:
 def time_inference_us(path: str | os.PathLike[str], calls: int = 20000, repeats: int = 3, seed: int = 0) -> float:
     """Best-of-``repeats`` mean µs per single-window call through :class:`OnnxModel` (one thread)."""
     model = OnnxModel(path)
-    x = np.random.default_rng(seed).standard_normal(
-        (1, model.spec.context_frames, model.spec.features.numcep)).astype(np.float32)
-    model(x)
-    times = timeit.repeat(lambda: model(x), number=calls, repeat=repeats)
+    spec = model.spec
+    if spec.streaming:  # one call as the live stream makes it: the frames of outputs_per_inference hops
+        frames = np.random.default_rng(seed).standard_normal(
+            (spec.outputs_per_inference, spec.features.numcep)).astype(np.float32)
+        out = np.zeros(spec.outputs_per_inference, dtype=np.float32)
+
+        def call() -> None:
+            model.stream(frames, out)
+    else:
+        x = np.random.default_rng(seed).standard_normal(
+            (1, spec.context_frames, spec.features.numcep)).astype(np.float32)
+
+        def call() -> None:
+            model(x)
+    call()
+    times = timeit.repeat(call, number=calls, repeat=repeats)
     return 1e6 * min(times) / calls
 
 

@@ -163,3 +163,150 @@ class ExportNet(nn.Module):
         h = torch.relu(h).squeeze(3)
         h = self.rest(h)
         return torch.sigmoid(self.fc(h.flatten(1)))
+
+
+# ----------------------------------------------------------------------------- streaming network (4.0)
+
+@dataclasses.dataclass(frozen=True)
+class StreamNetConfig:
+    """A causal network over MFCC frames that keeps its context as state (model 4.0).
+
+    Causal 1-D convolutions (cepstra as channels, time as length, ``dilations`` spreading the
+    receptive field) and an optional GRU of ``gru`` units, then a per-frame classifier: one
+    probability per frame, each seeing only that frame and the ones before it. The training
+    graph pads every convolution on the left with zeros; the streaming export carries each
+    convolution's last ``(kernel - 1) * dilation`` input frames and the GRU's hidden vector as
+    ONNX state, zeros at a stream's start, so feeding frames in pieces gives the same function.
+    """
+
+    numcep: int = 13
+    channels: tuple[int, ...] = (32, 32)
+    kernels: tuple[int, ...] = (5, 3)
+    dilations: tuple[int, ...] = (1, 1)
+    gru: int = 48  # GRU units on top of the convolutions (0: none, a per-frame MLP instead)
+    hidden: int = 32  # the MLP's width when gru == 0
+    residual: bool = True  # add a layer's input to its output where the channel counts match
+
+    def __post_init__(self) -> None:
+        if not (len(self.channels) == len(self.kernels) == len(self.dilations)) or not self.channels:
+            raise ValueError("channels, kernels and dilations need one value per convolution")
+        if min(self.kernels) < 2 or min(self.dilations) < 1:
+            raise ValueError("kernels must be >= 2 and dilations >= 1 (every convolution carries state)")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StreamNetConfig":
+        data = dict(data)
+        for key in ("channels", "kernels", "dilations"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+    @property
+    def receptive_field_frames(self) -> int:
+        """Frames the convolutions see (the GRU's memory comes on top of this)."""
+        return 1 + sum((k - 1) * d for k, d in zip(self.kernels, self.dilations))
+
+    def state_lengths(self) -> list[int]:
+        return [(k - 1) * d for k, d in zip(self.kernels, self.dilations)]
+
+    def input_channels(self) -> list[int]:
+        return [self.numcep, *self.channels[:-1]]
+
+    def multiplies_per_frame(self) -> int:
+        total = sum(c_out * c_in * k for c_in, c_out, k in zip(self.input_channels(), self.channels, self.kernels))
+        c = self.channels[-1]
+        if self.gru:
+            total += 3 * self.gru * (c + self.gru) + self.gru
+        else:
+            total += c * self.hidden + self.hidden
+        return total
+
+
+class StreamNet(nn.Module):
+    """Training graph of :class:`StreamNetConfig`: ``[batch, frames, numcep]`` -> ``[batch, frames]``."""
+
+    def __init__(self, cfg: StreamNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.convs = nn.ModuleList()
+        self.bns = nn.ModuleList()
+        for c_in, c_out, k, d in zip(cfg.input_channels(), cfg.channels, cfg.kernels, cfg.dilations):
+            self.convs.append(nn.Conv1d(c_in, c_out, k, dilation=d, bias=False))
+            self.bns.append(nn.BatchNorm1d(c_out))
+        c = cfg.channels[-1]
+        if cfg.gru:
+            self.gru = nn.GRU(c, cfg.gru)
+            self.fc = nn.Linear(cfg.gru, 1)
+        else:
+            self.gru = None
+            self.fc = nn.Sequential(nn.Linear(c, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
+
+    def _residual(self, i: int) -> bool:
+        return self.cfg.residual and self.cfg.input_channels()[i] == self.cfg.channels[i]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.transpose(1, 2)  # [B, numcep, T]
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            y = torch.relu(bn(conv(nn.functional.pad(h, (self.cfg.state_lengths()[i], 0)))))
+            h = h + y if self._residual(i) else y
+        z = h.permute(2, 0, 1)  # [T, B, C]
+        if self.gru is not None:
+            z, _ = self.gru(z)
+        return self.fc(z).squeeze(2).transpose(0, 1)  # [B, T]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+def state_names(cfg: StreamNetConfig) -> list[tuple[str, str, list[int]]]:
+    """(input name, output name, shape) of each state tensor of the streaming graph, in order."""
+    out = [(f"state_conv{i}", f"state_conv{i}_out", [1, c_in, n])
+           for i, (c_in, n) in enumerate(zip(cfg.input_channels(), cfg.state_lengths()))]
+    if cfg.gru:
+        out.append(("state_gru", "state_gru_out", [1, 1, cfg.gru]))
+    return out
+
+
+class StreamExport(nn.Module):
+    """The streaming graph of a trained :class:`StreamNet` (eval mode), BatchNorm folded away.
+
+    ``forward(features [1, n, numcep], *states) -> (speech_prob [1, n], *next_states)``: each
+    convolution runs over its carried input frames followed by the new ones (no padding) and
+    hands on the last ``(kernel - 1) * dilation`` of them; the GRU starts from the carried hidden
+    vector. With zero states at the start this is :class:`StreamNet` on the whole signal."""
+
+    def __init__(self, net: StreamNet):
+        super().__init__()
+        cfg = net.cfg
+        self.cfg = cfg
+        self.convs = nn.ModuleList()
+        for conv, bn in zip(net.convs, net.bns):
+            a = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+            c = nn.Conv1d(conv.in_channels, conv.out_channels, conv.kernel_size, dilation=conv.dilation, bias=True)
+            c.weight.data = a[:, None, None] * conv.weight.detach()
+            c.bias.data = bn.bias.detach() - a * bn.running_mean
+            self.convs.append(c)
+        self.residual = [net._residual(i) for i in range(len(net.convs))]
+        self.lengths = cfg.state_lengths()
+        self.gru = net.gru
+        self.fc = net.fc
+        self.width = cfg.gru or cfg.channels[-1]
+
+    def forward(self, x: torch.Tensor, *states: torch.Tensor):
+        # Written for a short ONNX graph (per-operator cost dominates at this size): constant
+        # negative slices for the next states, 2-D Gemm for the classifier, one final Reshape.
+        h = x.transpose(1, 2)  # [1, numcep, n]
+        new_states = []
+        for i, conv in enumerate(self.convs):
+            buf = torch.cat([states[i], h], dim=2)
+            new_states.append(buf[:, :, -self.lengths[i]:])
+            y = torch.relu(conv(buf))
+            h = h + y if self.residual[i] else y
+        z = h.permute(2, 0, 1)  # [n, 1, C]
+        if self.gru is not None:
+            z, hn = self.gru(z, states[len(self.convs)])
+            new_states.append(hn)
+        p = torch.sigmoid(self.fc(z.reshape(-1, self.width)))  # [n, 1]
+        return (p.reshape(1, -1), *new_states)

@@ -56,6 +56,7 @@ class SceneRecipe:
     distant_talkers: float = 0.4  # chance of far, quiet background talkers (labelled non-speech)
     min_speech_peak_dbfs: float = -45.0  # speech scenes are normalised to a peak in [this, 0] dBFS
     labels: str = "teacher"  # 'teacher' (FireRedVAD soft labels) or 'energy' (speech_mask)
+    conversation_share: float = 0.0  # scenes with turn-taking talkers (model 4.0: 0.25)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -297,6 +298,79 @@ def _recorded_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tuple[n
     return audio, labels
 
 
+def _turn(rng: np.random.Generator, corpus: Corpus, recorded: bool, max_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """One talker's turn: 1-4 utterances with 0.1-1.0 s pauses inside (real recordings keep their
+    own room silence around the words, so their pauses come out longer)."""
+    parts, masks = [], []
+    idx = corpus.recorded()
+    for j in range(int(rng.integers(1, 5))):
+        if j:
+            gap = int(rng.uniform(0.1, 1.0) * SAMPLE_RATE_HZ)
+            parts.append(np.zeros(gap, dtype=np.float32))
+            masks.append(np.zeros(gap, dtype=np.float32))
+        if recorded and idx.size:
+            i = int(idx[int(rng.integers(idx.size))])
+            clip, mask = corpus.speech[i], corpus.labels(i)
+        else:
+            clip, mask = _pick_clip(rng, corpus, int(rng.choice(len(corpus.speech), p=corpus.speech_probabilities())))
+        parts.append(np.asarray(clip, dtype=np.float32))
+        masks.append(np.asarray(mask, dtype=np.float32))
+        if sum(x.size for x in parts) >= max_samples:
+            break
+    return np.concatenate(parts)[:max_samples], np.concatenate(masks)[:max_samples]
+
+
+def _conversation_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Several talkers taking turns, as a meeting or living-room microphone hears them.
+
+    2-4 talkers, each with their own level (-10..+4 dB) and place in the room (60 % reverberated,
+    RT60 0.2-0.9 s) and a source kind (real recordings as recorded or dry utterances). Turns of
+    1-4 utterances with 0.1-1.0 s pauses inside; between turns 15 % overlaps (0.1-0.8 s), 50 %
+    short gaps (0.1-1 s), 25 % longer ones (1-4 s) and 10 % silences of 4-12 s; 20 % of turns
+    get a backchannel (a 0.2-0.7 s excerpt from another talker) on top. Labels: the union of the
+    talkers' teacher labels (pauses inside a turn stay non-speech unless the teacher bridged
+    them: the teacher convention; training can bridge them with ``--bridge-ms``)."""
+    audio = np.zeros(n, dtype=np.float32)
+    labels = np.zeros(n, dtype=np.float32)
+    talkers = []
+    for _ in range(int(rng.integers(2, 5))):
+        rir = (aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.2, 0.9)),
+                                 direct_to_reverb_db=float(rng.uniform(-3, 12)))
+               if rng.random() < 0.6 else None)
+        talkers.append((np.float32(_db_to_amp(rng.uniform(-10, 4))), rir, bool(rng.random() < 0.5)))
+
+    def place(x: np.ndarray, mask: np.ndarray, talker: int, pos: int) -> int:
+        gain, rir, _ = talkers[talker]
+        if rir is not None:
+            x = aug.reverberate(x, rir)[: x.size]
+        m = min(x.size, n - pos)
+        if m <= 0:
+            return 0
+        audio[pos:pos + m] += x[:m] * gain
+        np.maximum(labels[pos:pos + m], mask[:m], out=labels[pos:pos + m])
+        return m
+
+    pos = int(rng.uniform(0.0, 2.0) * SAMPLE_RATE_HZ)
+    who = int(rng.integers(len(talkers)))
+    while pos < n:
+        x, mask = _turn(rng, corpus, talkers[who][2], n - pos)
+        length = place(x, mask, who, pos)
+        if rng.random() < 0.2 and length > SAMPLE_RATE_HZ:  # a backchannel from someone else
+            other = (who + int(rng.integers(1, len(talkers)))) % len(talkers)
+            clip, cmask = _pick_clip(rng, corpus, int(rng.choice(len(corpus.speech), p=corpus.speech_probabilities())))
+            keep = int(rng.uniform(0.2, 0.7) * SAMPLE_RATE_HZ)
+            speech_at = np.flatnonzero(cmask >= 0.5)
+            s0 = int(speech_at[0]) if speech_at.size else 0
+            place(clip[s0:s0 + keep], cmask[s0:s0 + keep], other, pos + int(rng.integers(0, length - keep)))
+        r = rng.random()
+        gap = (-rng.uniform(0.1, 0.8) if r < 0.15 else rng.uniform(0.1, 1.0) if r < 0.65
+               else rng.uniform(1.0, 4.0) if r < 0.9 else rng.uniform(4.0, 12.0))
+        pos += max(int(0.2 * SAMPLE_RATE_HZ), length + int(gap * SAMPLE_RATE_HZ))
+        if rng.random() < 0.85:
+            who = (who + int(rng.integers(1, len(talkers)))) % len(talkers)
+    return audio, labels
+
+
 def _distant_talkers(rng: np.random.Generator, corpus: Corpus, n: int, ref_power: float,
                      below_db: tuple[float, float]) -> np.ndarray:
     """1-3 other talkers far from the microphone (strong synthetic reverb, sometimes muffled) at
@@ -357,12 +431,18 @@ def make_scene(rng: np.random.Generator, corpus: Corpus, scene_s: float = 8.0,
     room with noise."""
     n = int(scene_s * SAMPLE_RATE_HZ)
     recorded_share = recipe.recorded_share if corpus.speech and corpus.recorded().size else 0.0
-    speech_share = max(0.0, 1.0 - recipe.nonspeech_share - SILENCE_SHARE - recorded_share)
-    kind = rng.choice(["speech", "recorded", "nonspeech", "silence"],
-                      p=np.array([speech_share, recorded_share, recipe.nonspeech_share, SILENCE_SHARE])
-                      / (speech_share + recorded_share + recipe.nonspeech_share + SILENCE_SHARE))
+    talk_share = recipe.conversation_share if corpus.speech else 0.0
+    speech_share = max(0.0, 1.0 - recipe.nonspeech_share - SILENCE_SHARE - recorded_share - talk_share)
+    shares = np.array([speech_share, recorded_share, talk_share, recipe.nonspeech_share, SILENCE_SHARE])
+    kind = rng.choice(["speech", "recorded", "conversation", "nonspeech", "silence"], p=shares / shares.sum())
     labels = np.zeros(n, dtype=np.float32)
-    if kind == "recorded":
+    if kind == "conversation":
+        audio, labels = _conversation_track(rng, corpus, n)
+        if rng.random() < 0.6:  # the room's background
+            noise = _noise_track(rng, corpus, n, min_clips=0)
+            audio = mix_at_snr(audio, labels >= 0.5, noise, float(rng.uniform(0, 30)))
+        kind = "speech"  # from here on treated as a speech scene (distant talkers, channel, level)
+    elif kind == "recorded":
         audio, labels = _recorded_track(rng, corpus, n)
         if rng.random() < 0.3:  # the same talker further away (far-field meeting/living-room microphone)
             rir = aug.synthetic_rir(rng, rt60_s=float(rng.uniform(0.2, 0.9)),

@@ -1,0 +1,148 @@
+"""The shipped model carries state between ONNX calls (model 4.0): its contract in the metadata,
+one call per block, the same numbers in any chunking, the reset rule, no drift over an hour,
+bounded memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from audio_gen import RATE_HZ, pink_noise, two_phrases
+from daemon_util import model_path
+
+from vadstream import SpeechEnd, SpeechStart, Stream, Vad
+from vadstream.stages.model import STATE_RESET, OnnxModel
+
+HOP = 320
+
+
+@pytest.fixture(scope="module")
+def model() -> OnnxModel:
+    return OnnxModel(model_path())
+
+
+@pytest.fixture(scope="module")
+def audio():
+    return two_phrases()
+
+
+def segments(events) -> list[tuple[int, int]]:
+    starts = [e.sample_index for e in events if isinstance(e, SpeechStart)]
+    ends = [e for e in events if isinstance(e, SpeechEnd)]
+    assert starts == [e.start_sample for e in ends]
+    return [(e.start_sample, e.sample_index) for e in ends]
+
+
+def test_the_state_contract_is_in_the_metadata(model):
+    spec = model.spec
+    assert spec.streaming and spec.spec_version == 2
+    assert spec.state_reset == STATE_RESET and "zeros" in spec.state_reset
+    session = ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"])
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    assert set(inputs) == {"features"} | {st.input for st in spec.state}
+    assert set(outputs) == {"speech_prob"} | {st.output for st in spec.state}
+    for st in spec.state:
+        assert inputs[st.input] == list(st.shape) == outputs[st.output]
+    # every call takes only the new frames: the frame axis is free
+    assert isinstance(inputs["features"][1], str) and inputs["features"][2] == spec.features.numcep
+    # the state is small and fixed: memory does not grow with the receptive field or the stream
+    assert sum(int(np.prod(st.shape)) for st in spec.state) * 4 < 16_384
+
+
+def test_one_call_over_many_frames_equals_calls_of_one_group(model):
+    """What chunking-independence rests on: a block of several hop groups is one ONNX call, and it
+    gives bit for bit the numbers of one call per group."""
+    k = model.spec.outputs_per_inference
+    frames = np.random.default_rng(3).standard_normal((40 * k, model.spec.features.numcep)).astype(np.float32)
+    model.reset_state()
+    whole = model.stream(frames)
+    model.reset_state()
+    parts = np.concatenate([model.stream(frames[i:i + k]) for i in range(0, frames.shape[0], k)])
+    model.reset_state()
+    mixed = np.concatenate([model.stream(frames[i:j]) for i, j in ((0, 2 * k), (2 * k, 7 * k), (7 * k, 40 * k))])
+    np.testing.assert_array_equal(whole, parts)
+    np.testing.assert_array_equal(whole, mixed)
+    assert np.ptp(whole) > 1e-3  # the state moves: different frames, different numbers
+
+
+def test_the_state_carries_context_between_calls(model):
+    """The same frames after different histories give different probabilities: there is memory."""
+    k = model.spec.outputs_per_inference
+    rng = np.random.default_rng(4)
+    tail = rng.standard_normal((k, model.spec.features.numcep)).astype(np.float32)
+    model.reset_state()
+    fresh = model.stream(tail)
+    model.stream(rng.standard_normal((50 * k, model.spec.features.numcep)).astype(np.float32) * 2)
+    after_history = model.stream(tail)
+    model.reset_state()
+    np.testing.assert_array_equal(model.stream(tail), fresh)  # reset_state: back to the stream start
+    assert np.max(np.abs(after_history - fresh)) > 1e-4
+
+
+@pytest.mark.parametrize("chunk", [1, 160, 320, 333, 640, 4000, 48000])
+def test_any_chunking_gives_identical_probabilities_and_events(audio, chunk):
+    whole = Stream(model_path()).run(audio.samples)
+    chunked = Stream(model_path()).run(audio.samples, chunk_samples=chunk)
+    np.testing.assert_array_equal(chunked.probs, whole.probs)
+    np.testing.assert_array_equal(chunked.hop_starts, whole.hop_starts)
+    assert chunked.events == whole.events
+    assert len(segments(whole.events)) == 2
+
+
+def test_random_chunking_gives_identical_probabilities(audio):
+    rng = np.random.default_rng(11)
+    vad = Vad(model_path())
+    want = vad(audio.samples)
+    x, got, i = audio.samples, [], 0
+    while i < x.size:
+        n = int(rng.integers(1, 5000))
+        got.append(vad.process(x[i:i + n]))
+        i += n
+    got.append(vad.flush())
+    np.testing.assert_array_equal(np.concatenate(got), want)
+
+
+def test_reset_and_restarts_start_from_the_zero_state(audio):
+    """Vad.reset, a new stream and a gap longer than the fill limit each give the speech exactly
+    the probabilities of a fresh stream: nothing of the audio before leaks through the state."""
+    rng = np.random.default_rng(5)
+    noise = (0.05 * pink_noise(5 * RATE_HZ, rng)).astype(np.float32)
+    fresh = Vad(model_path())(audio.samples)
+    vad = Vad(model_path())
+    vad.process(noise)
+    vad.reset()
+    np.testing.assert_array_equal(np.concatenate([vad.process(audio.samples), vad.flush()]), fresh)
+    stream = Stream(model_path())
+    stream.process(noise)
+    gap_start = stream.sample_index + 10 * RATE_HZ  # beyond max_fill_samples: a restart
+    out = stream.process(audio.samples, start_sample=gap_start) + stream.close()
+    np.testing.assert_array_equal(out.probs, fresh)
+    assert out.hop_starts[0] == gap_start
+
+
+@pytest.mark.slow
+def test_no_drift_after_an_hour_of_noise(audio):
+    """One hour of changing background (pink noise at -60..-35 dBFS, hum, clicks) before the
+    phrases: the phrases give the same segments as on their own, within 40 ms at each boundary
+    (the stated tolerance: two hops), and the Vad's buffers do not grow."""
+    rng = np.random.default_rng(6)
+    stream = Stream(model_path())
+    block = 60 * RATE_HZ
+    t = np.arange(block) / RATE_HZ
+    sizes = []
+    for minute in range(60):
+        level = 10 ** (rng.uniform(-60, -35) / 20)
+        x = level * pink_noise(block, rng) + 10 ** (rng.uniform(-70, -45) / 20) * np.sin(2 * np.pi * 50 * t)
+        x[rng.integers(0, block, 20)] += rng.uniform(-0.3, 0.3, 20)  # clicks
+        stream.process(x.astype(np.float32))
+        sizes.append(stream.vad._frames.shape[0])
+    start = stream.sample_index
+    out = stream.process(audio.samples) + stream.close()
+    alone = Stream(model_path()).run(audio.samples)
+    after = [(a - start, b - start) for a, b in segments(out.events) if a >= start]
+    want = segments(alone.events)
+    assert len(after) == len(want) == 2, (after, want)
+    for (a, b), (c, d) in zip(after, want):
+        assert abs(a - c) <= 2 * HOP and abs(b - d) <= 2 * HOP, (after, want)
+    assert len(set(sizes)) == 1, "the frame store must not grow with the stream"
