@@ -17,7 +17,7 @@ $(VENV)/.run-installed: $(BIN)/python setup.cfg
 
 $(VENV)/.test-installed: $(BIN)/python setup.cfg
 	./script/setup-system test
-	$(BIN)/pip install -q -e '.[test,train,bench,plot]'
+	$(BIN)/pip install -q -e '.[test,train,bench,plot,wyoming]'
 	touch $@
 
 setup: $(VENV)/.run-installed

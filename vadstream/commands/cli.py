@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("vadstream.commands.devices", "list audio input devices and their default rates"),
     "file": ("vadstream.commands.file", "find speech segments in audio files"),
     "monitor": ("vadstream.commands.monitor", "live terminal view of speech probability and state"),
+    "wyoming": ("vadstream.commands.wyoming", "serve voice activity detection over the Wyoming protocol "
+                "(Home Assistant, Rhasspy; needs the 'wyoming' extra)"),
     "train": ("vadstream.training.train", "train a model (needs the 'train' extra)"),
     "evaluate": ("vadstream.evaluation.command", "evaluate models against peers on held-out data"),
 }

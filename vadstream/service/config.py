@@ -9,6 +9,7 @@ Sections and keys (``docs/config.md`` and ``systemd/vadstream.toml`` document ev
     [publisher] endpoint, control_endpoint, sndhwm, prob, heartbeat_s, linger_ms, ipc_mode,
                 wait_subscriber_s
     [audio]     pre_roll_ms, post_roll_ms   (speech audio topics, vadstream.wire.audio)
+    [wyoming]   uri, speech_only, max_clients, max_lag_s, max_payload_bytes   (docs/wyoming.md)
     [logging]   level
 
 Precedence: built-in defaults < the file < flags. Unknown sections or keys, wrong types and values
@@ -135,6 +136,31 @@ class AudioConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class WyomingConfig:
+    """The Wyoming protocol (docs/wyoming.md): the daemon's microphone as a Wyoming mic service,
+    and the limits every Wyoming connection has (also ``vadstream wyoming``'s).
+
+    Attributes:
+        uri: where ``vadstream run`` serves its microphone: ``tcp://HOST:PORT``, ``unix://PATH`` or
+            ``stdio://`` (None: no Wyoming mic service; ``vadstream wyoming`` takes ``--uri`` instead).
+        speech_only: send only speech audio (each segment with its pre-roll, as ``audio.speech``)
+            instead of all the audio.
+        max_clients: connections served at once; more are refused with an ``error`` event.
+        max_lag_s: how far a client may fall behind, seconds: mic audio waiting for it, a write it
+            does not take, or a payload its header announced that does not arrive; then it is dropped.
+        max_payload_bytes: the largest payload (an audio chunk) a client may send.
+    """
+
+    uri: str | None = None
+    speech_only: bool = False
+    max_clients: int = 16
+    max_lag_s: float = 2.0
+    max_payload_bytes: int = 1_048_576
+
+    BOUNDS = {"max_clients": (1, 256), "max_lag_s": (0.1, 60.0), "max_payload_bytes": (1024, 67_108_864)}
+
+
+@dataclasses.dataclass(frozen=True)
 class LoggingConfig:
     """Attributes:
         level: least severe level written to stderr: debug, info, warning or error."""
@@ -149,6 +175,7 @@ class Config:
     detector: DetectorConfig = DetectorConfig()
     publisher: PublisherConfig = PublisherConfig()
     audio: AudioConfig = AudioConfig()
+    wyoming: WyomingConfig = WyomingConfig()
     logging: LoggingConfig = LoggingConfig()
     path: str | None = None  # the file it was read from, if any
 
@@ -174,6 +201,7 @@ SECTIONS: dict[str, type] = {
     "detector": DetectorConfig,
     "publisher": PublisherConfig,
     "audio": AudioConfig,
+    "wyoming": WyomingConfig,
     "logging": LoggingConfig,
 }
 
@@ -185,6 +213,7 @@ BOUNDS: dict[str, Mapping[str, tuple[float, float]]] = {
     "detector": DetectorConfig.BOUNDS,
     "publisher": PublisherConfig.BOUNDS,
     "audio": AudioConfig.BOUNDS,
+    "wyoming": WyomingConfig.BOUNDS,
 }
 
 
@@ -327,6 +356,35 @@ def _check_audio(v: dict[str, Any]) -> dict[str, Any]:
     return _check_numbers("audio", v)
 
 
+def wyoming_uri(key: str, value: Any) -> str | None:
+    """A Wyoming URI (``tcp://HOST:PORT``, ``unix://PATH``, ``stdio://``); "" is None (off)."""
+    text = _str(key, value)
+    if text == "":
+        return None
+    scheme, _, rest = text.partition("://")
+    host, _, port = rest.rpartition(":")
+    ok = {"tcp": bool(host) and port.isdigit() and 0 < int(port) < 65536, "unix": bool(rest),
+          "stdio": rest == ""}.get(scheme, False)
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} is not a Wyoming URI: use tcp://HOST:PORT, unix://PATH or stdio://")
+    return text
+
+
+def _check_wyoming(v: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in v.items():
+        k = f"wyoming.{key}"
+        if key == "uri":
+            out[key] = wyoming_uri(k, value)
+        elif key == "speech_only":
+            out[key] = _bool(k, value)
+        elif key in BOUNDS["wyoming"]:  # max_clients, max_lag_s, max_payload_bytes
+            out[key] = _ranged("wyoming", key, value)
+        else:
+            _unknown("wyoming", key)
+    return out
+
+
 def _check_logging(v: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in v.items():
@@ -343,6 +401,7 @@ _CHECKS = {
     "detector": _check_detector,
     "publisher": _check_publisher,
     "audio": _check_audio,
+    "wyoming": _check_wyoming,
     "logging": _check_logging,
 }
 
@@ -424,6 +483,8 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "wait_subscriber_s": ("publisher", "wait_subscriber_s"),
     "pre_roll_ms": ("audio", "pre_roll_ms"),
     "post_roll_ms": ("audio", "post_roll_ms"),
+    "wyoming": ("wyoming", "uri"),
+    "wyoming_speech_only": ("wyoming", "speech_only"),
     "log_level": ("logging", "level"),
 }
 
@@ -467,6 +528,11 @@ def add_arguments(parser) -> None:
                    help=f"speech audio topics: audio before each segment (default {_A.pre_roll_ms:g})")
     g.add_argument("--post-roll-ms", type=float, metavar="MS",
                    help=f"audio.utterance: audio after each segment (default {_A.post_roll_ms:g})")
+    g.add_argument("--wyoming", metavar="URI",
+                   help="also serve the microphone as a Wyoming mic service with voice events (tcp://HOST:PORT, "
+                        "unix://PATH or stdio://; needs the wyoming extra)")
+    g.add_argument("--wyoming-speech-only", action="store_const", const=True,
+                   help="the Wyoming mic service sends only speech audio, each segment with its pre-roll")
     g.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error")
 
 

@@ -37,7 +37,7 @@ from vadstream.stages.detector import EndReason, SpeechStart
 from vadstream.stages.samples import SAMPLE_RATE_HZ
 from vadstream.stages.stream import Stream, StreamOutput
 from vadstream.wire import events as wire
-from vadstream.wire.audio import SPEECH_TOPIC, UTTERANCE_TOPIC
+from vadstream.wire.audio import SPEECH_TOPIC, UTTERANCE_TOPIC, SpeechAudio
 from vadstream.wire.events import Message, Probability
 
 log = logging.getLogger("vadstream")
@@ -87,6 +87,14 @@ class Daemon:
             if getattr(self, "publisher", None):
                 self.publisher.close(0)
             raise
+        try:
+            self.wyoming = self._wyoming_mic()
+        except BaseException:
+            self.source.close()
+            self.publisher.close(0)
+            if self.control is not None:
+                self.control.close()
+            raise
         self.notifier = Notifier.from_env()
         self.audio_tap = AudioTap(*self._tap_sizes(), wall_ns=self._wall_ns)
         self._anchor = (0, time.time_ns())  # (stream sample, unix ns) of the latest block
@@ -107,6 +115,22 @@ class Daemon:
             return  # a stale file from a crashed run: take it over
         raise OSError(f"another vadstream (pid {other.get('pid')}) is already publishing on {ep}; stop it or "
                       "choose another --endpoint")
+
+    def _wyoming_mic(self):
+        """The Wyoming mic service ``[wyoming] uri`` asks for (None: none; the wyoming package is
+        imported only then). ConfigError without the package; OSError when it cannot serve."""
+        w = self.cfg.wyoming
+        if w.uri is None:
+            return None
+        if w.uri.startswith("stdio://") and self.cfg.input.input == "-":
+            raise ConfigError("wyoming.uri = 'stdio://' cannot share stdin with input.source = '-'")
+        try:
+            from vadstream.service.wyoming_mic import MicService
+        except ImportError as exc:  # WyomingMissing says how to install the extra
+            raise ConfigError(str(exc)) from None
+        spec = self.vad.spec
+        return MicService(w, model_name=spec.name, model_version=spec.version, source_name=self.source.name,
+                          socket_mode=self.cfg.publisher.ipc_mode_bits)
 
     # -- signals ------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -141,9 +165,20 @@ class Daemon:
                 int(history_s * SAMPLE_RATE_HZ))
 
     def _update_audio_subscribers(self) -> None:
-        """Cut speech audio only while someone subscribes to it (the XPUB socket knows)."""
+        """Cut speech audio only while someone subscribes to it (the XPUB socket knows) or a
+        speech-only Wyoming client is connected."""
         p = self.publisher
-        self.audio_tap.set_wanted(p.wants(UTTERANCE_TOPIC), p.wants(SPEECH_TOPIC))
+        wyoming_speech = self.wyoming is not None and self.wyoming.wants_speech
+        self.audio_tap.set_wanted(p.wants(UTTERANCE_TOPIC), p.wants(SPEECH_TOPIC) or wyoming_speech)
+
+    def _publish_audio(self, messages: list) -> None:
+        """The audio tap's messages: to the ZeroMQ subscribers of their topic, and ``audio.speech``
+        chunks to the Wyoming mic service (which the tap may cut for it alone)."""
+        if self.wyoming is not None:
+            self.wyoming.speech(messages)
+        for m in messages:
+            if not isinstance(m, SpeechAudio) or self.publisher.wants(SPEECH_TOPIC):
+                self.publish(m)
 
     def publish(self, message: Message) -> None:
         try:
@@ -171,10 +206,11 @@ class Daemon:
         self._publish_output(out)
 
     def _tap_audio(self, start_sample: int, x: np.ndarray) -> None:
-        """The audio the model is given, for the speech audio topics (before its events)."""
+        """The audio the model is given, for the speech audio topics and Wyoming (before its events)."""
         if self.audio_tap.active:
-            for m in self.audio_tap.audio(start_sample, x):
-                self.publish(m)
+            self._publish_audio(self.audio_tap.audio(start_sample, x))
+        if self.wyoming is not None and self.wyoming.wants_audio:
+            self.wyoming.audio(start_sample, x)
 
     def _publish_output(self, out: StreamOutput) -> None:
         """Probabilities (with ``prob``) and speech events as wire messages (and speech audio)."""
@@ -189,19 +225,20 @@ class Daemon:
                 self.book.speech_started(s)
                 self.publish(wire.SpeechStart(sample_index=s, wall_time_ns=wall, probability=ev.probability,
                                               decided_sample=ev.decided_sample))
-                for m in self.audio_tap.start(s, ev.probability):
-                    self.publish(m)
+                self._publish_audio(self.audio_tap.start(s, ev.probability))
                 log.debug("speech_start at %.3f s (p=%.2f)", s / SAMPLE_RATE_HZ, ev.probability)
             else:
                 self.book.speech_ended()
                 self.publish(wire.SpeechEnd(sample_index=s, wall_time_ns=wall, probability=ev.probability,
                                             decided_sample=ev.decided_sample, start_sample=ev.start_sample,
                                             reason=ev.reason.value))
-                for m in self.audio_tap.end(ev.start_sample, s, ev.reason.value, last=ev.reason in LAST_REASONS):
-                    self.publish(m)
+                self._publish_audio(self.audio_tap.end(ev.start_sample, s, ev.reason.value,
+                                                       last=ev.reason in LAST_REASONS))
                 log.debug("speech_end at %.3f s (%s, %.2f s)", s / SAMPLE_RATE_HZ, ev.reason.value,
                           ev.duration_samples / SAMPLE_RATE_HZ)
             self.notifier.status(self._human_status())
+        if self.wyoming is not None and out.events:
+            self.wyoming.events(out.events)
 
     def on_source_status(self, st) -> None:
         details = dict(st.details or {})
@@ -218,9 +255,11 @@ class Daemon:
 
     # -- control ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        return self.book.reply(self._moment(), stream=self.stream, vad=self.vad, source=self.source,
-                               publisher=self.publisher, audio_tap=self.audio_tap, cfg=self.cfg,
-                               control_endpoint=self.control_endpoint)
+        reply = self.book.reply(self._moment(), stream=self.stream, vad=self.vad, source=self.source,
+                                publisher=self.publisher, audio_tap=self.audio_tap, cfg=self.cfg,
+                                control_endpoint=self.control_endpoint)
+        reply["wyoming"] = self.wyoming.stats() if self.wyoming is not None else None
+        return reply
 
     def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
         from vadstream.wire.control import RequestError
@@ -383,6 +422,7 @@ class Daemon:
         self.publish(self.book.stopping(self._moment(), why, self.publisher))
         self.book.log_totals(why, self.stream.sample_index, self.publisher)
         for name, close in (("source", self.source.close),
+                            ("Wyoming mic service", self.wyoming.close if self.wyoming is not None else None),
                             ("control socket", self.control.close if self.control is not None else None),
                             ("publisher", self.publisher.close), ("systemd notifier", self.notifier.close)):
             try:
