@@ -1,0 +1,138 @@
+"""Helpers for the Wyoming tests: the real ``vadstream wyoming`` process, clients built on the
+``wyoming`` package's own ``AsyncTcpClient``, and ``vadstream file``'s segments to compare with."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import warnings
+import wave
+from pathlib import Path
+
+import pytest
+from daemon_util import model_path
+
+wyoming = pytest.importorskip("wyoming", reason="the wyoming extra is not installed (make test installs it)")
+
+with warnings.catch_warnings():  # wyoming.audio imports audioop, deprecated since Python 3.11
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
+from wyoming.client import AsyncTcpClient  # noqa: E402
+from wyoming.info import Describe  # noqa: E402
+
+CHUNK_SAMPLES = 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen | None = None, timeout_s: float = 30.0,
+              log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode}: {log.read_text() if log else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port} after {timeout_s} s")
+
+
+class WyomingService:
+    """``vadstream wyoming --uri tcp://127.0.0.1:PORT`` as a subprocess; its stderr in a file."""
+
+    def __init__(self, tmp_path: Path, *args: str, port: int | None = None):
+        self.port = port or free_port()
+        self.uri = f"tcp://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / f"wyoming-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "vadstream", "wyoming", "--uri", self.uri,
+                                      "--model", str(model_path()), *args],
+                                     stdout=subprocess.DEVNULL, stderr=self._log, env=env, cwd=tmp_path)
+        wait_port(self.port, self.proc, log=self.log_path)
+
+    def stderr(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def lines_about(self, local_port: int) -> list[str]:
+        """The service's log lines about the client connected from ``local_port``."""
+        return [line for line in self.stderr().splitlines() if f"127.0.0.1:{local_port}:" in line]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(10)
+        finally:
+            self._log.close()
+
+
+def wav_events(path: Path, chunk_samples: int = CHUNK_SAMPLES) -> list:
+    """``audio-start``, 1024-sample ``audio-chunk`` s and ``audio-stop`` of a WAV, in its own format."""
+    with wave.open(str(path), "rb") as w:
+        rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
+        out = [AudioStart(rate=rate, width=width, channels=channels, timestamp=0).event()]
+        while True:
+            pcm = w.readframes(chunk_samples)
+            if not pcm:
+                break
+            out.append(AudioChunk(rate=rate, width=width, channels=channels, audio=pcm).event())
+    out.append(AudioStop().event())
+    return out
+
+
+async def detect(port: int, events: list, read_timeout_s: float = 30.0, pace: bool = False) -> list:
+    """Send ``events`` with the wyoming client, then ``describe``; the events received before the
+    ``info`` answer (the service handles a connection's events in order). ``pace``: yield to the
+    event loop after each event, so that concurrent clients' chunks interleave."""
+    client = AsyncTcpClient("127.0.0.1", port, read_timeout=read_timeout_s)
+    await client.connect()
+    try:
+        for event in events:
+            await client.write_event(event)
+            if pace:
+                await asyncio.sleep(0)
+        await client.write_event(Describe().event())
+        got = []
+        while True:
+            event = await client.read_event()
+            assert event is not None, f"connection closed after {[e.type for e in got]}"
+            if event.type == "info":
+                return got
+            got.append(event)
+    finally:
+        await client.disconnect()
+
+
+def pairs(events: list) -> list[tuple[int, int]]:
+    """``[(voice-started ms, voice-stopped ms)]``; fails unless they strictly alternate."""
+    kinds = [e.type for e in events]
+    assert kinds == ["voice-started", "voice-stopped"] * (len(kinds) // 2), kinds
+    stamps = [e.data["timestamp"] for e in events]
+    return list(zip(stamps[0::2], stamps[1::2]))
+
+
+def file_segments(*paths: Path) -> list[list[tuple[int, int]]]:
+    """``vadstream file``'s segments of each file, as ``(start ms, end ms)`` (its 16 kHz samples / 16)."""
+    proc = subprocess.run([sys.executable, "-m", "vadstream", "file", "--model", str(model_path()),
+                           *map(str, paths)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(line) for line in proc.stdout.splitlines()]
+    return [[(s["start_sample"] / 16, s["end_sample"] / 16) for s in r["segments"]] for r in out]
+
+
+def run(coro):
+    return asyncio.run(coro)
