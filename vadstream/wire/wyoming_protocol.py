@@ -8,12 +8,12 @@ it, and the mapping of vadstream's speech events:
 - :class:`Connection`: one peer, served through wyoming's ``AsyncEventHandler``. Events are read
   with wyoming's ``async_read_event`` through :class:`CheckedReader`, which checks each header
   before wyoming trusts it (a JSON object with a string ``type``; ``data_length`` and
-  ``payload_length`` non-negative integers under the limits; the announced bytes arriving within
-  ``max_lag_s``), and writes must be taken within ``max_lag_s``. Whatever goes wrong with one
-  peer (a malformed or oversized header, a payload length that lies, an unknown event type, a
-  peer that vanishes mid-stream or never reads) ends that connection with one log line and, where
-  the peer still listens, an ``error`` event; other connections never notice. ``describe`` is
-  answered with ``info``, ``ping`` with ``pong``.
+  ``payload_length`` non-negative integers under the limits; a header that has begun, and the
+  bytes it announces, arriving within ``max_lag_s``); writes must be taken within ``max_lag_s``.
+  Whatever goes wrong with one peer (a malformed or oversized header, a payload length that lies,
+  an unknown event type, a peer that vanishes mid-stream or never reads) ends that connection with
+  one log line and, where the peer still listens, an ``error`` event; other connections never
+  notice. ``describe`` is answered with ``info``, ``ping`` with ``pong``.
 - :func:`voice_event`: a detector ``SpeechStart`` / ``SpeechEnd`` as ``voice-started`` /
   ``voice-stopped``: ``timestamp`` in ms of the stream (sample index / 16), plus vadstream's
   ``sample_index`` (16 kHz), ``probability``, and on stops ``start_sample`` and ``reason``.
@@ -144,10 +144,17 @@ class CheckedReader:
         self.reader.feed_eof()
 
     async def readline(self) -> bytes:
+        """The next header line: waits as long as it takes for its first byte (an idle peer is
+        fine), then the rest must come within ``max_lag_s``."""
         try:
-            line = await self.reader.readline()
+            line = await self.reader.read(1)
+            if line:
+                line += await asyncio.wait_for(self.reader.readline(), self.limits.max_lag_s)
         except ValueError:  # asyncio's LimitOverrunError: no newline within the reader's limit
             raise WyomingInputError(f"header line over {MAX_HEADER_BYTES} bytes", "too-large") from None
+        except asyncio.TimeoutError:
+            raise WyomingInputError(f"a header did not end (no newline) within {self.limits.max_lag_s:g} s",
+                                    "timeout") from None
         except (ConnectionError, OSError) as exc:
             raise PeerGone(f"connection lost ({type(exc).__name__})") from None
         if not line:
