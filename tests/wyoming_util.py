@@ -14,6 +14,7 @@ import warnings
 import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 from daemon_util import model_path
 
@@ -136,3 +137,64 @@ def file_segments(*paths: Path) -> list[list[tuple[int, int]]]:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+class MicListener:
+    """The ``wyoming`` package's ``AsyncTcpClient`` reading a Wyoming mic service in its own thread
+    (the test's ZeroMQ collector runs in another); every event it receives, in order."""
+
+    def __init__(self, port: int, timeout_s: float = 30.0):
+        import threading
+
+        self.port = port
+        self.events: list = []
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        wait_port(port, timeout_s=timeout_s)
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+
+    async def _run(self) -> None:
+        client = AsyncTcpClient("127.0.0.1", self.port, read_timeout=0.2)
+        try:
+            await client.connect()
+            while not self._stop.is_set():
+                try:
+                    event = await client.read_event()
+                except asyncio.TimeoutError:
+                    continue
+                if event is None:
+                    break
+                self.events.append(event)
+        except BaseException as exc:  # noqa: BLE001 - shown by the test
+            self.error = exc
+        finally:
+            await client.disconnect()
+
+    def of(self, kind: str) -> list:
+        return [e for e in list(self.events) if e.type == kind]
+
+    def wait_for(self, predicate, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"mic events never matched; got {[e.type for e in self.events][-20:]}")
+
+    def audio(self) -> tuple[int, np.ndarray]:
+        """The chunks' audio as one int16 array and the stream sample of its first sample; fails
+        unless each chunk starts where the previous one ended."""
+        chunks = self.of("audio-chunk")
+        assert chunks, "no audio"
+        at = chunks[0].data["sample_index"]
+        for c in chunks:
+            assert c.data["sample_index"] == at and c.data["timestamp"] == round(at / 16), (c.data, at)
+            assert (c.data["rate"], c.data["width"], c.data["channels"]) == (16000, 2, 1)
+            at += len(c.payload or b"") // 2
+        pcm = b"".join(c.payload or b"" for c in chunks)
+        return chunks[0].data["sample_index"], np.frombuffer(pcm, "<i2")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)

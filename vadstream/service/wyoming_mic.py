@@ -25,6 +25,7 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
+import socket
 import threading
 import time
 import warnings
@@ -57,6 +58,10 @@ with warnings.catch_warnings():  # audioop, deprecated since Python 3.11
 log = logging.getLogger("vadstream.wyoming")
 
 MAX_QUEUE_BYTES = 8 * 1024 * 1024  # audio queued for one client, whatever max_lag_s allows (4 min of 16 kHz)
+# Audio in flight per client below the queue: the socket's send buffer (the kernel doubles it) and
+# asyncio's write buffer, about 1 s of 16 kHz audio each; so a client that stops reading is noticed
+# in seconds (not after the kernel's autotuned 4 MB) and costs little memory meanwhile.
+SEND_BUFFER_BYTES = 32768
 START_TIMEOUT_S = 10.0
 
 
@@ -94,14 +99,15 @@ class MicConnection(Connection):
         self.segment: int | None = None  # speech only: start_sample of the segment being sent
 
     async def started(self) -> None:
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        self.writer.transport.set_write_buffer_limits(high=SEND_BUFFER_BYTES)
         self._sender = asyncio.create_task(self._send_queued())
 
     async def disconnect(self) -> None:
         if self._sender is not None:
             self._sender.cancel()
-
-    def mid_stream(self) -> str:
-        return f" ({self.queued_bytes // 2 / SAMPLE_RATE_HZ:.1f} s of audio waiting for it)" if self.queue else ""
 
     # -- what the service gives each client -------------------------------------------------------
     def push(self, event: Event, nbytes: int = 0) -> None:
