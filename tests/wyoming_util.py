@@ -140,13 +140,14 @@ def run(coro):
 
 
 class MicListener:
-    """The ``wyoming`` package's ``AsyncTcpClient`` reading a Wyoming mic service in its own thread
-    (the test's ZeroMQ collector runs in another); every event it receives, in order."""
+    """The ``wyoming`` package's ``AsyncTcpClient`` reading a Wyoming mic service (or a satellite) in
+    its own thread (the test's ZeroMQ collector runs in another); every event it receives, in order."""
 
-    def __init__(self, port: int, timeout_s: float = 30.0):
+    def __init__(self, port: int, timeout_s: float = 30.0, hello: tuple = ()):
         import threading
 
         self.port = port
+        self.hello = hello  # events to send once connected
         self.events: list = []
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -158,6 +159,8 @@ class MicListener:
         client = AsyncTcpClient("127.0.0.1", self.port, read_timeout=0.2)
         try:
             await client.connect()
+            for event in self.hello:
+                await client.write_event(event)
             while not self._stop.is_set():
                 try:
                     event = await client.read_event()
