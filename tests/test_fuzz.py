@@ -324,3 +324,124 @@ def test_any_control_request_gets_one_reply_and_the_config_stays_valid(raw, daem
         assert not reply["error"].startswith("internal error"), reply  # a handler bug, not a bad request
     daemon.cfg.detector.validate()
     assert daemon.stream.config == daemon.cfg.detector
+
+
+# -- Wyoming events ----------------------------------------------------------------------------------
+
+WYOMING_TYPES = ["audio-start", "audio-chunk", "audio-stop", "describe", "ping", "select-program", "transcribe",
+                 "voice-started", "", "x" * 300]
+WYOMING_ANSWERS = {"voice-started", "voice-stopped", "info", "pong", "error"}
+FUZZ_MAX_PAYLOAD = 4096
+
+
+@st.composite
+def wyoming_events(draw) -> bytes:
+    """One event: a header (real and bogus types, any data, lengths that fit, lie or overflow) and
+    what follows it; cut short now and then."""
+    data = draw(st.one_of(
+        st.none(), json_values,
+        st.fixed_dictionaries({}, optional={"rate": st.sampled_from([0, 1, 8000, 16000, 44100, 48000, 10**9, "16000"]),
+                                            "width": st.sampled_from([0, 1, 2, 3, 4, 5, None]),
+                                            "channels": st.sampled_from([0, 1, 2, 3, -1]),
+                                            "timestamp": json_values, "name": json_values})))
+    header: dict = {"type": draw(st.one_of(st.sampled_from(WYOMING_TYPES), json_values))}
+    if data is not None:
+        header["data"] = data
+    payload = draw(st.binary(max_size=600))
+    extra = draw(st.one_of(st.just(b""), st.binary(max_size=30), st.just(b'{"rate": 16000}')))
+    sizes = st.one_of(st.none(), st.sampled_from([0, 1, 2, 3, FUZZ_MAX_PAYLOAD, FUZZ_MAX_PAYLOAD + 1, 2**40, -1,
+                                                  "12", 1.5]))
+    if payload or draw(st.booleans()):
+        header["payload_length"] = draw(st.one_of(st.just(len(payload)), sizes))
+    if extra or draw(st.booleans()):
+        header["data_length"] = draw(st.one_of(st.just(len(extra)), sizes))
+    line = json.dumps(header).encode() + b"\n"
+    out = line + extra + payload
+    return out[: draw(st.integers(0, len(out)))] if draw(st.integers(0, 9)) == 0 else out
+
+
+wyoming_streams = st.one_of(st.binary(max_size=400), st.lists(wyoming_events(), max_size=6).map(b"".join))
+
+
+@pytest.fixture(scope="module")
+def wyoming_service():
+    """``vadstream wyoming``'s server in this process (a thread with its loop), short limits; its log records."""
+    pytest.importorskip("wyoming", reason="the wyoming extra is not installed (make test installs it)")
+    import asyncio
+    import logging
+    import socket
+    import threading
+
+    from vadstream.service import config, wyoming_vad
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = config.from_mapping({"model": {"path": str(model_path())},
+                               "wyoming": {"max_lag_s": 0.2, "max_payload_bytes": FUZZ_MAX_PAYLOAD}})
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("vadstream.wyoming")
+    logger.addHandler(handler)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    up = threading.Event()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(
+        wyoming_vad.serve(f"tcp://127.0.0.1:{port}", cfg, stop, ready=lambda uri: up.set())), daemon=True)
+    thread.start()
+    assert up.wait(30), "the Wyoming service did not start"
+    yield port, records
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(10)
+    logger.removeHandler(handler)
+
+
+def wyoming_exchange(port: int, data: bytes) -> list:
+    """Send ``data`` then end the sending side; the events the service sent until it closed."""
+    import socket
+
+    from wyoming.event import read_event
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # dropped while we were sending
+            pass
+        got = b""
+        try:
+            while chunk := sock.recv(65536):
+                got += chunk
+        except ConnectionResetError:
+            pass
+    stream, events = io.BytesIO(got), []
+    while (event := read_event(stream)) is not None:
+        events.append(event)
+    assert stream.tell() == len(got), f"unparseable bytes from the service: {got[stream.tell():][:80]!r}"
+    return events
+
+
+@given(data=wyoming_streams)
+def test_any_wyoming_stream_gets_events_or_one_line_and_the_service_stays(data, wyoming_service):
+    """What a Wyoming client sends: only well-formed answers come back (voice events in order,
+    ``info``, ``pong``, or one ``error`` before the connection ends), every log line is one line
+    and none is an internal error; the service then answers the next client."""
+    port, records = wyoming_service
+    del records[:]
+    t0 = time.monotonic()
+    events = wyoming_exchange(port, data)
+    assert time.monotonic() - t0 < 5, "the service held a connection whose client had finished"
+    kinds = [e.type for e in events]
+    assert set(kinds) <= WYOMING_ANSWERS, kinds
+    assert kinds.count("error") <= 1 and (not kinds or "error" not in kinds[:-1]), kinds
+    voice = [k for k in kinds if k.startswith("voice-")]
+    assert voice == ["voice-started", "voice-stopped"] * (len(voice) // 2) + ["voice-started"] * (len(voice) % 2)
+    for e in events:
+        if e.type == "error":
+            one_line(e.data["text"])
+            assert e.data["code"] != "internal-error", e.data
+    for r in records:
+        one_line(r.getMessage())
+        assert "internal error" not in r.getMessage(), r.getMessage()
+    assert [e.type for e in wyoming_exchange(port, b'{"type": "describe"}\n')] == ["info"]
