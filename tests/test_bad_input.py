@@ -125,11 +125,15 @@ def test_output_directory_is_created_like_the_plot_directory(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def double_model(tmp_path_factory) -> Path:
     onnx = pytest.importorskip("onnx")
+    import dataclasses
+
     from onnx import TensorProto, helper
 
     from vadstream.stages.model import METADATA_KEY, OnnxModel
 
-    spec = OnnxModel(model_path()).spec
+    # a window model's contract (one input) with the shipped model's features
+    spec = dataclasses.replace(OnnxModel(model_path()).spec, context_frames=64, spec_version=1, state=(),
+                               state_reset="")
     ctx, numcep, k = spec.context_frames, spec.features.numcep, spec.outputs_per_inference
     graph = helper.make_graph(
         [helper.make_node("ReduceMean", ["features"], ["mean"], axes=[2], keepdims=0),

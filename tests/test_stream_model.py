@@ -146,3 +146,30 @@ def test_no_drift_after_an_hour_of_noise(audio):
     for (a, b), (c, d) in zip(after, want):
         assert abs(a - c) <= 2 * HOP and abs(b - d) <= 2 * HOP, (after, want)
     assert len(set(sizes)) == 1, "the frame store must not grow with the stream"
+
+
+def test_a_state_the_graph_lacks_is_a_clear_error(model, tmp_path):
+    """Metadata that promises state tensors the graph does not have is refused at load, in one line."""
+    import dataclasses
+
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from vadstream.stages.model import ModelError, write_spec
+
+    numcep = model.spec.features.numcep
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["features"], ["m"], axes=[2], keepdims=0),
+         helper.make_node("Sigmoid", ["m"], ["speech_prob"])], "stateless",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, "frames", numcep])],
+        [helper.make_tensor_value_info("speech_prob", TensorProto.FLOAT, [1, "frames"])])
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx_model.ir_version = 8
+    path = tmp_path / "stateless.onnx"
+    import onnx
+
+    onnx.save(onnx_model, str(path))
+    write_spec(path, dataclasses.replace(model.spec))
+    with pytest.raises(ModelError, match=r"metadata promises inputs \['features', 'state_conv0'") as err:
+        OnnxModel(path)
+    assert "\n" not in str(err.value)

@@ -115,11 +115,14 @@ def test_shipped_model_geometry(vad):
     assert vad.model.path.stat().st_size <= 1_000_000
 
 
-def test_bound_single_window_scoring_equals_a_batch_one_run(vad):
-    """The live path (IO binding on fixed buffers) gives the plain run()'s numbers bit for bit,
-    and later calls do not overwrite earlier results."""
+def test_bound_single_window_scoring_equals_a_batch_one_run(tmp_path):
+    """The live path of a window model (IO binding on fixed buffers) gives the plain run()'s
+    numbers bit for bit, and later calls do not overwrite earlier results. (The shipped streaming
+    model's bound path: tests/test_stream_model.py.)"""
     rng = np.random.default_rng(7)
-    model = vad.model
+    path = _tiny_onnx(tmp_path / "m.onnx", 20, 13, 2)
+    write_spec(path, _spec(context=20))
+    model = OnnxModel(path)
     windows = rng.standard_normal((5, model.spec.context_frames, model.spec.features.numcep)).astype(np.float32)
     out = np.empty((5, model.spec.outputs_per_inference), dtype=np.float32)
     for i, w in enumerate(windows):

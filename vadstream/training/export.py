@@ -147,3 +147,52 @@ def quantise_static(src: str | os.PathLike[str], dst: str | os.PathLike[str], ca
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     write_spec(dst, spec)
     return Path(dst)
+
+
+def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
+                      spec: ModelSpec | None = None) -> Path:
+    """Export a training checkpoint (``runs/<name>/best.pt``) again, e.g. after an exporter change.
+    The spec comes from the checkpoint (saved since 4.0) unless given."""
+    import torch
+
+    from vadstream.training.net import NetConfig, StreamNet, StreamNetConfig, VadNet
+
+    ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
+    if spec is None:
+        if "spec" not in ckpt:
+            raise ValueError(f"{checkpoint} holds no model spec: pass --spec-from an ONNX file of the same run")
+        spec = ModelSpec.from_json(ckpt["spec"])
+    if ckpt.get("arch") == "stream":
+        net = StreamNet(StreamNetConfig.from_dict(ckpt["net_config"]))
+        net.load_state_dict(ckpt["state_dict"])
+        return export_streaming(net.eval(), spec, out)
+    net = VadNet(NetConfig.from_dict(ckpt["net_config"]))
+    net.load_state_dict(ckpt["state_dict"])
+    return export_onnx(net.eval(), spec, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import dataclasses
+
+    parser = argparse.ArgumentParser(prog="python -m vadstream.training.export",
+                                     description="export a training checkpoint to a vadstream ONNX model")
+    parser.add_argument("checkpoint", help="best.pt of a training run")
+    parser.add_argument("out", help="ONNX file to write")
+    parser.add_argument("--spec-from", default=None, help="take the model spec from this ONNX file")
+    parser.add_argument("--version", default=None, help="model version to store (default: the spec's)")
+    args = parser.parse_args(argv)
+    spec = OnnxModel(args.spec_from).spec if args.spec_from else None
+    if args.version and spec is None:
+        import torch
+
+        spec = ModelSpec.from_json(torch.load(args.checkpoint, map_location="cpu", weights_only=False)["spec"])
+    if args.version:
+        spec = dataclasses.replace(spec, version=args.version)
+    path = export_checkpoint(args.checkpoint, args.out, spec)
+    print(f"wrote {path} ({path.stat().st_size} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -338,7 +338,7 @@ def main(args: argparse.Namespace) -> int:
     # 4. training, 5. export
     result = fit(trainer, net_cfg, args, log)
     torch.save({"net_config": json.loads(net_cfg.to_json()), "arch": args.arch, "state_dict": result["state"],
-                "mean": mean, "std": std}, run_dir / "best.pt")
+                "mean": mean, "std": std, "spec": spec.to_json()}, run_dir / "best.pt")
     net = result["net"]
     candidates = trainer.export(net, spec, run_dir, args)
     chosen = "fp32"
