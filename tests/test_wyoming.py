@@ -175,3 +175,83 @@ def test_chunk_sizes_do_not_matter(service, clip):
     big = pairs(run(detect(service.port, wav_events(wav, chunk_samples=16000 * 3))))
     assert small == big == [(round(a), round(b)) for a, b in want]
     assert CHUNK_SAMPLES == 1024
+
+
+UNIT = "vadstream-wyoming.service"
+
+
+def test_systemd_unit_verifies_and_the_service_speaks_notify(tmp_path):
+    """The example unit passes systemd-analyze verify (as tests/test_systemd.py checks the daemon's),
+    and the service it starts sends READY=1 once it serves, STOPPING=1 on SIGTERM (Type=notify)."""
+    import os
+    import shutil
+    import socket
+    import time
+    from pathlib import Path
+
+    from test_systemd import REPO, collect, notify_socket, unit_settings
+
+    s = unit_settings(UNIT)
+    assert s["Type"] == ["notify"] and "2" in s["RestartPreventExitStatus"] and s["PrivateDevices"] == ["yes"]
+    assert s["ExecStart"][0].split()[1:3] == ["wyoming", "--uri"]
+    assert (REPO / s["Documentation"][0][len("file:///opt/vadstream/"):]).is_file()
+    exe = shutil.which("systemd-analyze")
+    vadstream = Path(sys.executable).parent / "vadstream"
+    if exe is not None and vadstream.is_file():
+        unit = tmp_path / UNIT
+        unit.write_text((REPO / "systemd" / UNIT).read_text().replace("/opt/vadstream/.venv/bin/vadstream",
+                                                                       str(vadstream)))
+        result = subprocess.run([exe, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+        if "Failed to initialize manager" not in result.stderr:
+            assert result.returncode == 0 and [ln for ln in result.stderr.splitlines() if UNIT in ln] == [], \
+                result.stderr
+    address = str(tmp_path / "notify")
+    sock = notify_socket(address)
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    uri = f"tcp://127.0.0.1:{port.getsockname()[1]}"
+    port.close()
+    proc = subprocess.Popen([sys.executable, "-m", "vadstream", "wyoming", "--uri", uri, "--model", str(model_path())],
+                            env={**os.environ, "NOTIFY_SOCKET": address}, stderr=subprocess.PIPE)
+    try:
+        got = collect(sock, lambda g: any("READY=1" in m for m in g))
+        assert any("READY=1" in m and f"STATUS=serving Wyoming on {uri}" in m for m in got), got
+        socket.create_connection(("127.0.0.1", int(uri.rsplit(":", 1)[1])), timeout=2).close()  # serving by then
+        proc.terminate()
+        got = collect(sock, lambda g: any("STOPPING=1" in m for m in g), timeout_s=10)
+        assert any("STOPPING=1" in m for m in got), got
+        assert proc.wait(10) == 0
+        time.sleep(0)
+    finally:
+        proc.kill()
+        sock.close()
+
+
+def test_ping_and_select_program(service):
+    from wyoming.client import AsyncTcpClient
+    from wyoming.event import Event
+    from wyoming.ping import Ping
+
+    async def talk():
+        async with AsyncTcpClient("127.0.0.1", service.port) as client:
+            await client.write_event(Event(type="select-program", data={"name": "vadstream"}))
+            await client.write_event(Ping(text="hello").event())
+            return await asyncio.wait_for(client.read_event(), 10)
+
+    pong = run(talk())
+    assert pong.type == "pong" and pong.data["text"] == "hello"
+
+
+def test_the_docs_python_client_runs_as_written(service, clip, tmp_path):
+    """docs/wyoming.md's client example, with this service's port and the clip for talk.wav."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "wyoming.md").read_text()
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", doc, re.S) if "AsyncTcpClient" in c]
+    wav, want = clip["m16"]
+    code = code.replace("10700", str(service.port)).replace('"talk.wav"', repr(str(wav)))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    expect = [f"{kind} {round(t)} ms" for a, b in want for kind, t in (("voice-started", a), ("voice-stopped", b))]
+    assert proc.stdout.splitlines() == expect

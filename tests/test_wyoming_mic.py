@@ -240,3 +240,56 @@ def test_mic_service_answers_describe_with_its_format(tmp_path, clip):
         status["model"]["version"]
     assert status["wyoming"]["uri"] == f"tcp://127.0.0.1:{port}" and status["wyoming"]["speech_only"] is False
     json.dumps(status)
+
+
+def test_mic_service_stream_restarts_splits_and_late_joiners():
+    """MicService alone (real sockets, the daemon's calls made by the test): a jump in the stream
+    (a device lost and back) is audio-stop + audio-start; speech-only clients get a max_speech
+    split as two audio streams and join a segment in progress with its start."""
+    from vadstream.service.config import WyomingConfig
+    from vadstream.service.wyoming_mic import MicService
+
+    block = np.full(320, 0.25, np.float32)
+
+    def serve(speech_only: bool):
+        port = free_port()
+        svc = MicService(WyomingConfig(uri=f"tcp://127.0.0.1:{port}", speech_only=speech_only), model_name="m",
+                         model_version="1", source_name="test")
+        mic = MicListener(port)
+        deadline = time.monotonic() + 10
+        while svc.clients < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return svc, mic
+
+    svc, mic = serve(False)
+    try:
+        for start in (0, 320, 96000):
+            svc.audio(start, block)
+        svc.close()
+        mic.wait_for(lambda m: len(m.events) >= 7)
+    finally:
+        mic.close()
+    assert [(e.type, e.data["sample_index"]) for e in mic.events] == [
+        ("audio-start", 0), ("audio-chunk", 0), ("audio-chunk", 320), ("audio-stop", 640),
+        ("audio-start", 96000), ("audio-chunk", 96000), ("audio-stop", 96320)]
+    assert mic.events[1].payload == (np.full(320, 8192, "<i2")).tobytes()  # 0.25 x 32768, bit for bit
+
+    pcm, none = np.arange(160, dtype="<i2"), np.zeros(0, "<i2")
+
+    def chunk(at, segment, samples, **end):
+        return SpeechAudio(sample_index=at, wall_time_ns=0, segment_start=segment, samples=samples, **end)
+
+    svc, mic = serve(True)
+    try:
+        svc.speech([chunk(100, 900, pcm)])  # joined mid-segment
+        svc.speech([chunk(260, 900, none, final=True, end_sample=2000, reason="max_speech"),
+                    chunk(260, 2000, none), chunk(260, 2000, pcm)])  # the split's next segment
+        svc.close()
+        mic.wait_for(lambda m: len(m.events) >= 9)
+    finally:
+        mic.close()
+    got = [(e.type, e.data.get("sample_index"), e.data.get("reason")) for e in mic.events]
+    assert got == [("audio-start", 100, None), ("voice-started", 900, None), ("audio-chunk", 100, None),
+                   ("voice-stopped", 2000, "max_speech"), ("audio-stop", 260, None),
+                   ("audio-start", 260, None), ("voice-started", 2000, None), ("audio-chunk", 260, None),
+                   ("audio-stop", 420, None)], got  # closed at shutdown

@@ -150,29 +150,30 @@ class MicListener:
         self.hello = hello  # events to send once connected
         self.events: list = []
         self.error: BaseException | None = None
-        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: AsyncTcpClient | None = None
+        self._connected = threading.Event()
         wait_port(port, timeout_s=timeout_s)
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
         self._thread.start()
+        self._connected.wait(timeout_s)
 
     async def _run(self) -> None:
-        client = AsyncTcpClient("127.0.0.1", self.port, read_timeout=0.2)
+        self._loop = asyncio.get_running_loop()
+        client = self._client = AsyncTcpClient("127.0.0.1", self.port)
         try:
             await client.connect()
+            self._connected.set()
             for event in self.hello:
                 await client.write_event(event)
-            while not self._stop.is_set():
-                try:
-                    event = await client.read_event()
-                except asyncio.TimeoutError:
-                    continue
-                if event is None:
-                    break
+            while (event := await client.read_event()) is not None:  # no timeout: a cancelled read loses events
                 self.events.append(event)
+        except (ConnectionError, AttributeError):  # closed by close(): the end
+            pass
         except BaseException as exc:  # noqa: BLE001 - shown by the test
             self.error = exc
         finally:
-            await client.disconnect()
+            self._connected.set()
 
     def of(self, kind: str) -> list:
         return [e for e in list(self.events) if e.type == kind]
@@ -199,5 +200,11 @@ class MicListener:
         return chunks[0].data["sample_index"], np.frombuffer(pcm, "<i2")
 
     def close(self) -> None:
-        self._stop.set()
+        """Stop reading (what came so far stays in ``events``)."""
+        client = self._client
+        if self._thread.is_alive() and self._loop is not None and client is not None and client._writer is not None:
+            try:
+                self._loop.call_soon_threadsafe(client._writer.transport.abort)
+            except RuntimeError:  # its loop just ended: the service closed the connection
+                pass
         self._thread.join(5)

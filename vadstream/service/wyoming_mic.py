@@ -97,6 +97,7 @@ class MicConnection(Connection):
         self._sender: asyncio.Task | None = None
         self.next_sample: int | None = None  # all audio: where the next chunk should start (None: not started)
         self.segment: int | None = None  # speech only: start_sample of the segment being sent
+        self.speech_to = 0  # speech only: the end of the audio sent
 
     async def started(self) -> None:
         sock = self.writer.get_extra_info("socket")
@@ -134,6 +135,7 @@ class MicConnection(Connection):
         self.next_sample = start_sample + n
 
     def speech(self, m: SpeechAudio, chunk: Event | None) -> None:
+        self.speech_to = m.end_of_audio
         if m.final:
             if self.segment == m.segment_start:
                 self.push(voice_stopped(m.end_sample, m.segment_start, m.reason))
@@ -150,7 +152,10 @@ class MicConnection(Connection):
             self.push(chunk, 2 * m.num_samples)
 
     def end(self) -> None:
-        """The daemon stops: close the open audio stream."""
+        """The daemon stops: close the open audio stream (its segment's end was sent before, if it had one)."""
+        if self.segment is not None:
+            self.push(_audio_stop(self.speech_to))
+            self.segment = None
         if self.next_sample is not None:
             self.push(_audio_stop(self.next_sample))
             self.next_sample = None
