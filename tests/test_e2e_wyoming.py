@@ -20,8 +20,7 @@ import pytest
 import zmq
 from audio_gen import espeak_missing, make_test_audio, read_wav
 from daemon_util import DaemonProcess
-from pulse import start_server
-from test_e2e_audio import locate
+from test_e2e_audio import locate, server  # noqa: F401 - server: its 16 kHz PulseAudio fixture
 from wyoming_util import MicListener, free_port, wait_port
 
 from vadstream.wire.events import SpeechEnd, SpeechStart
@@ -32,33 +31,26 @@ REPO = Path(__file__).resolve().parent.parent
 SATELLITE = "wyoming-satellite==1.0.0"  # the newest on PyPI; it pins wyoming 1.4.1, so it gets a venv of its own
 
 
-@pytest.fixture
-def server(tmp_path_factory):
-    if espeak_missing():
-        pytest.skip(espeak_missing())
-    srv = start_server(tmp_path_factory, 16000)
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture(scope="module")
 def played(tmp_path_factory):
+    if espeak_missing():
+        pytest.skip(espeak_missing())
     audio = make_test_audio(gap_s=2.0, noise_dbfs=-60.0)
     wav = audio.write_wav(tmp_path_factory.mktemp("wyoming-e2e") / "speech16k.wav", rate_hz=16000)
     return wav, np.rint(read_wav(wav)[0][:, 0] * 32768).astype("<i2")
 
 
-def run_mic(server, tmp_path, wav, port: int, *, extra=None):
+def run_mic(pulse, tmp_path, wav, port: int, *, extra=None):
     """The daemon on the pulse device with a Wyoming mic service on ``port``; ``extra()`` starts
     what reads it and returns a MicListener. Plays ``wav``; returns the listener and the collector."""
     ctx = zmq.Context()
     d = DaemonProcess(tmp_path, "--device", "pulse", "--wait-subscriber", "20", "--wyoming",
-                      f"tcp://127.0.0.1:{port}", env=server.env({}), cli=True)
+                      f"tcp://127.0.0.1:{port}", env=pulse.env({}), cli=True)
     try:
         wait_port(port, d.proc, log=d.log_path)
         mic = extra()
         col = d.listen_when_flowing(ctx)
-        server.play_and_wait(wav, timeout_s=60)
+        pulse.play_and_wait(wav, timeout_s=60)
         time.sleep(1.5)  # hangover and lookahead of the last phrase
         assert d.terminate(col) == 0, d.stderr()
         mic.close()
@@ -87,7 +79,7 @@ def check_audio(mic: MicListener, played: np.ndarray) -> None:
     assert bad.size == 0, (bad.size, (bad[:5] + k).tolist(), got[bad[:5] + k].tolist(), played[bad[:5] + k].tolist())
 
 
-def test_mic_service_on_live_capture_matches_the_source_and_the_bus(server, tmp_path, played):
+def test_mic_service_on_live_capture_matches_the_source_and_the_bus(server, tmp_path, played):  # noqa: F811
     wav, pcm = played
     port = free_port()
     mic, col = run_mic(server, tmp_path, wav, port, extra=lambda: MicListener(port))
@@ -122,7 +114,8 @@ def satellite_python(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_wyoming_satellite_streams_the_daemons_microphone(server, tmp_path, tmp_path_factory, played):
+def test_wyoming_satellite_streams_the_daemons_microphone(server, tmp_path, tmp_path_factory,  # noqa: F811
+                                                          played):
     """wyoming-satellite --mic-uri pointed at the daemon; the test plays Home Assistant: it connects to
     the satellite and sends run-satellite; the satellite asks for a pipeline and forwards the
     microphone's chunks, which must be the played audio bit for bit."""

@@ -28,7 +28,6 @@ import logging
 import socket
 import threading
 import time
-import warnings
 from typing import Iterable
 
 import numpy as np
@@ -38,6 +37,9 @@ from vadstream.stages.detector import Event as DetectorEvent
 from vadstream.stages.samples import SAMPLE_RATE_HZ, to_int16
 from vadstream.wire.audio import SpeechAudio
 from vadstream.wire.wyoming_protocol import (
+    AudioChunk,
+    AudioStart,
+    AudioStop,
     Connection,
     Event,
     Limits,
@@ -50,10 +52,6 @@ from vadstream.wire.wyoming_protocol import (
     voice_started,
     voice_stopped,
 )
-
-with warnings.catch_warnings():  # audioop, deprecated since Python 3.11
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from wyoming.audio import AudioChunk, AudioStart, AudioStop
 
 log = logging.getLogger("vadstream.wyoming")
 

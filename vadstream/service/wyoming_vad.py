@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import warnings
 from typing import Callable
 
 import numpy as np
@@ -27,6 +26,10 @@ from vadstream.service.config import Config
 from vadstream.stages.samples import SAMPLE_RATE_HZ
 from vadstream.stages.stream import Stream, StreamOutput
 from vadstream.wire.wyoming_protocol import (
+    AudioChunk,
+    AudioChunkConverter,
+    AudioStart,
+    AudioStop,
     Connection,
     Event,
     Limits,
@@ -36,10 +39,6 @@ from vadstream.wire.wyoming_protocol import (
     start_server,
     voice_event,
 )
-
-with warnings.catch_warnings():  # audioop, deprecated since Python 3.11
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart, AudioStop
 
 log = logging.getLogger("vadstream.wyoming")
 

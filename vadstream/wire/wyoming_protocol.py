@@ -52,7 +52,7 @@ class WyomingMissing(ImportError):
 try:
     with warnings.catch_warnings():  # wyoming.audio imports audioop, deprecated since Python 3.11
         warnings.simplefilter("ignore", DeprecationWarning)
-        from wyoming.audio import AudioFormat
+        from wyoming.audio import AudioChunk, AudioChunkConverter, AudioFormat, AudioStart, AudioStop
         from wyoming.error import Error
         from wyoming.event import Event, async_get_stdin, async_get_stdout, async_read_event, async_write_event
         from wyoming.info import Artifact, Attribution, Describe, Info, MicProgram
@@ -62,6 +62,9 @@ try:
 except ImportError as _exc:
     raise WyomingMissing("the Wyoming services need the wyoming package: pip install 'vadstream[wyoming]' "
                          f"(or make setup-test); {_exc}") from None
+
+__all__ = ["AudioChunk", "AudioChunkConverter", "AudioStart", "AudioStop", "Event"]  # for the services: wyoming's
+# audio events, imported here once with audioop's deprecation warning silenced
 
 MAX_HEADER_BYTES = 65536  # a header line, and its extra data: asyncio's StreamReader limit, which wyoming's servers use
 MS_PER_SAMPLE = 1000 / SAMPLE_RATE_HZ
