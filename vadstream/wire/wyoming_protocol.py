@@ -259,6 +259,7 @@ class Connection(AsyncEventHandler):
             self._close()
             return
         self.log.debug("%s %s: connected", self.SERVICE, self.peer)
+        self._is_running = True  # AsyncEventHandler.stop() (the server stopping) clears it
         try:
             await self.started()
             await self._serve()
@@ -279,7 +280,8 @@ class Connection(AsyncEventHandler):
             if self.failure is not None:  # fail() was called meanwhile
                 return
             if event is None:
-                await self.peer_closed()
+                if self._is_running:  # the peer's doing, not the server stopping
+                    await self.peer_closed()
                 return
             if not await self.handle_event(event):
                 return
