@@ -293,3 +293,25 @@ def test_mic_service_stream_restarts_splits_and_late_joiners():
                    ("voice-stopped", 2000, "max_speech"), ("audio-stop", 260, None),
                    ("audio-start", 260, None), ("voice-started", 2000, None), ("audio-chunk", 260, None),
                    ("audio-stop", 420, None)], got  # closed at shutdown
+
+
+def test_a_mic_service_that_cannot_serve_stops_the_daemon_with_one_line(tmp_path, clip):
+    wav, _ = clip
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        cases = [(["--input", str(wav), "--wyoming", f"tcp://127.0.0.1:{busy.getsockname()[1]}"], 1,
+                  f"cannot serve Wyoming on tcp://127.0.0.1:{busy.getsockname()[1]}: "),
+                 (["--input", "-", "--wyoming", "stdio://"], 2,
+                  "wyoming.uri = 'stdio://' cannot share stdin with input.source = '-'"),
+                 (["--input", str(wav), "--wyoming", "udp://x:1"], 2, "is not a Wyoming URI")]
+        for i, (args, rc, words) in enumerate(cases):
+            run_dir = tmp_path / str(i)
+            run_dir.mkdir()
+            d = DaemonProcess(run_dir, *args, stdin=subprocess.DEVNULL)
+            assert d.wait(60) == rc, d.stderr()
+            (line,) = d.stderr().splitlines()
+            assert line.startswith("vadstream: error: ") and words in line, line
+    finally:
+        busy.close()
