@@ -94,8 +94,8 @@ class Vad:
         if n <= 0:
             return _EMPTY
         if self._streaming:
-            # The new groups' frames only, in one call (the model's state holds what came before).
-            # Calls of whole groups give the same numbers in any chunking (tests/test_stream_model.py).
+            # The new groups' frames only, in one call (the model's state holds what came before);
+            # the same numbers however many frames a call holds (tests/test_stream_model.py).
             start = self._groups_done * self._group_frames - self._first_kept_frame
             self._groups_done = ready
             return self.model.stream(self._frames[start: start + n * self._group_frames])

@@ -45,13 +45,20 @@ def export_onnx(net, spec: ModelSpec, path: str | os.PathLike[str]) -> Path:
 def export_streaming(net, spec: ModelSpec, path: str | os.PathLike[str]) -> Path:
     """Write a trained :class:`~vadstream.training.net.StreamNet` as its streaming graph
     (:class:`~vadstream.training.net.StreamExport`): ``features [1, frames, numcep]`` and the
-    state inputs of ``spec.state`` in, ``speech_prob [1, frames]`` and the next states out."""
+    state inputs in, ``speech_prob [1, frames]`` and the next states out. The metadata is
+    ``spec`` with the network's state tensors (:func:`~vadstream.training.net.state_names`)."""
+    import dataclasses
+
     import torch
 
-    from vadstream.training.net import StreamExport
+    from vadstream.stages.model import StateSpec
+    from vadstream.training.net import StreamExport, state_names
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # the state tensors are the graph's: their names and shapes come from the network
+    spec = dataclasses.replace(spec, spec_version=2, state=tuple(
+        StateSpec(i, o, tuple(shape)) for i, o, shape in state_names(net.cfg)))
     graph = StreamExport(net.eval()).eval()
     dummy = (torch.zeros(1, 3, spec.features.numcep), *[torch.zeros(st.shape) for st in spec.state])
     with torch.no_grad(), warnings.catch_warnings():
@@ -181,14 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="ONNX file to write")
     parser.add_argument("--spec-from", default=None, help="take the model spec from this ONNX file")
     parser.add_argument("--version", default=None, help="model version to store (default: the spec's)")
+    parser.add_argument("--hops-per-call", type=int, default=None,
+                        help="streaming models: hops the runtime scores per call (default: the spec's)")
     args = parser.parse_args(argv)
     spec = OnnxModel(args.spec_from).spec if args.spec_from else None
-    if args.version and spec is None:
+    if (args.version or args.hops_per_call) and spec is None:
         import torch
 
         spec = ModelSpec.from_json(torch.load(args.checkpoint, map_location="cpu", weights_only=False)["spec"])
     if args.version:
         spec = dataclasses.replace(spec, version=args.version)
+    if args.hops_per_call:
+        spec = dataclasses.replace(spec, outputs_per_inference=args.hops_per_call, context_frames=args.hops_per_call)
     path = export_checkpoint(args.checkpoint, args.out, spec)
     print(f"wrote {path} ({path.stat().st_size} bytes)")
     return 0

@@ -174,9 +174,11 @@ class StreamNetConfig:
     Causal 1-D convolutions (cepstra as channels, time as length, ``dilations`` spreading the
     receptive field) and an optional GRU of ``gru`` units, then a per-frame classifier: one
     probability per frame, each seeing only that frame and the ones before it. The training
-    graph pads every convolution on the left with zeros; the streaming export carries each
-    convolution's last ``(kernel - 1) * dilation`` input frames and the GRU's hidden vector as
-    ONNX state, zeros at a stream's start, so feeding frames in pieces gives the same function.
+    graph starts every stream with one virtual zero frame (its output dropped) and pads every
+    convolution on the left with zeros; the streaming export carries each convolution's input
+    frames and the GRU's hidden vector as ONNX state, zeros at a stream's start, so feeding
+    frames in pieces gives the same function. (The virtual frame is what lets every streaming
+    call recompute the last frame of the call before, see :class:`StreamExport`.)
     """
 
     numcep: int = 13
@@ -247,14 +249,14 @@ class StreamNet(nn.Module):
         return self.cfg.residual and self.cfg.input_channels()[i] == self.cfg.channels[i]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.transpose(1, 2)  # [B, numcep, T]
+        h = nn.functional.pad(x.transpose(1, 2), (1, 0))  # [B, numcep, 1 + T]: the virtual zero frame first
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
             y = torch.relu(bn(conv(nn.functional.pad(h, (self.cfg.state_lengths()[i], 0)))))
             h = h + y if self._residual(i) else y
-        z = h.permute(2, 0, 1)  # [T, B, C]
+        z = h.permute(2, 0, 1)  # [1 + T, B, C]
         if self.gru is not None:
             z, _ = self.gru(z)
-        return self.fc(z).squeeze(2).transpose(0, 1)  # [B, T]
+        return self.fc(z[1:]).squeeze(2).transpose(0, 1)  # [B, T]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(x))
@@ -262,8 +264,10 @@ class StreamNet(nn.Module):
 
 def state_names(cfg: StreamNetConfig) -> list[tuple[str, str, list[int]]]:
     """(input name, output name, shape) of each state tensor of the streaming graph, in order."""
+    lengths = cfg.state_lengths()
+    lengths[0] += 1  # the first convolution also carries the last input frame (recomputed each call)
     out = [(f"state_conv{i}", f"state_conv{i}_out", [1, c_in, n])
-           for i, (c_in, n) in enumerate(zip(cfg.input_channels(), cfg.state_lengths()))]
+           for i, (c_in, n) in enumerate(zip(cfg.input_channels(), lengths))]
     if cfg.gru:
         out.append(("state_gru", "state_gru_out", [1, 1, cfg.gru]))
     return out
@@ -272,10 +276,15 @@ def state_names(cfg: StreamNetConfig) -> list[tuple[str, str, list[int]]]:
 class StreamExport(nn.Module):
     """The streaming graph of a trained :class:`StreamNet` (eval mode), BatchNorm folded away.
 
-    ``forward(features [1, n, numcep], *states) -> (speech_prob [1, n], *next_states)``: each
-    convolution runs over its carried input frames followed by the new ones (no padding) and
-    hands on the last ``(kernel - 1) * dilation`` of them; the GRU starts from the carried hidden
-    vector. With zero states at the start this is :class:`StreamNet` on the whole signal."""
+    ``forward(features [1, n, numcep], *states) -> (speech_prob [1, n], *next_states)``. Every call
+    recomputes the last frame of the call before next to its n new frames, so each operator works
+    on at least two positions: ONNX Runtime's kernels for a single position (a GEMV) round
+    differently from those for several, and with this the numbers are the same bit for bit
+    whether frames come one per call or many. State: the first convolution's last
+    ``(kernel - 1) * dilation + 1`` input frames; every other convolution's
+    ``(kernel - 1) * dilation`` input frames before the recomputed one; the GRU's hidden vector
+    before the recomputed frame. With zero states at the start this is :class:`StreamNet` (whose
+    virtual zero frame is the first call's recomputed one) on the whole signal."""
 
     def __init__(self, net: StreamNet):
         super().__init__()
@@ -296,17 +305,19 @@ class StreamExport(nn.Module):
 
     def forward(self, x: torch.Tensor, *states: torch.Tensor):
         # Written for a short ONNX graph (per-operator cost dominates at this size): constant
-        # negative slices for the next states, 2-D Gemm for the classifier, one final Reshape.
-        h = x.transpose(1, 2)  # [1, numcep, n]
-        new_states = []
+        # slices for the next states, 2-D Gemm for the classifier, one final Reshape.
+        buf = torch.cat([states[0], x.transpose(1, 2)], dim=2)  # [1, numcep, L0 + 1 + n]
+        new_states = [buf[:, :, -(self.lengths[0] + 1):]]
+        h = buf[:, :, self.lengths[0]:]  # the n + 1 positions computed: the recomputed frame, the new ones
         for i, conv in enumerate(self.convs):
-            buf = torch.cat([states[i], h], dim=2)
-            new_states.append(buf[:, :, -self.lengths[i]:])
+            if i:
+                buf = torch.cat([states[i], h], dim=2)
+                new_states.append(buf[:, :, -(self.lengths[i] + 1):-1])
             y = torch.relu(conv(buf))
             h = h + y if self.residual[i] else y
-        z = h.permute(2, 0, 1)  # [n, 1, C]
+        z = h.permute(2, 0, 1)  # [n + 1, 1, C]
         if self.gru is not None:
-            z, hn = self.gru(z, states[len(self.convs)])
-            new_states.append(hn)
-        p = torch.sigmoid(self.fc(z.reshape(-1, self.width)))  # [n, 1]
+            z, _ = self.gru(z, states[len(self.convs)])
+            new_states.append(z[-2:-1])  # the hidden vector before the last frame, recomputed next call
+        p = torch.sigmoid(self.fc(z[1:].reshape(-1, self.width)))  # [n, 1]
         return (p.reshape(1, -1), *new_states)
