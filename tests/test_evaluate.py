@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.test_bench_corpus import make_corpus
 from vadstream.commands import cli
@@ -43,3 +44,25 @@ def test_evaluate_cli_missing_data(tmp_path, capsys):
     rc = cli.main(["evaluate", "--data-root", str(tmp_path)])
     assert rc == 2
     assert "no 'dev' split" in capsys.readouterr().err
+
+
+@pytest.mark.corpus
+def test_per_file_ami_table(shared_data, capsys):
+    """python -m vadstream.evaluation.perfile: one row per AMI recording with its speech share,
+    levels and a ROC-AUC per VAD in [0, 1] (a dash where a file has only one class)."""
+    from daemon_util import model_path
+
+    from vadstream.evaluation import perfile
+
+    assert perfile.main([str(model_path()), "--data-root", str(shared_data)]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ami-")]
+    assert len(rows) == len(list((shared_data / "dev" / "labelled" / "ami").glob("*.csv")))
+    scored = 0
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert 0.0 <= float(cells[1]) <= 1.0
+        for auc in cells[4:]:
+            if auc != "–":
+                assert 0.5 <= float(auc) <= 1.0, row  # every VAD here does better than chance per file
+                scored += 1
+    assert scored >= len(rows)
