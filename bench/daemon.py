@@ -222,14 +222,16 @@ def align(daemon_probs: list[tuple[int, float]], audio: np.ndarray, model, hop: 
         p = p[:n]
         if dense.size < n:
             continue
-        # sliding mean absolute difference over every lag
+        # sliding mean absolute difference over every lag, leaving out the first half second: a
+        # model with memory (4.0's GRU) answers the file's first hops with the stream's context
         lags = dense.size - n + 1
         win = np.lib.stride_tricks.sliding_window_view(dense, n)[:lags]
-        diff = np.abs(win - p[None, :])
+        skip = min(int(0.5 * RATE) // hop, n // 4)
+        diff = np.abs(win[:, skip:] - p[None, skip:])
         valid = np.sum(~np.isnan(diff), axis=1)
         with np.errstate(invalid="ignore"):
             err = np.nansum(diff, axis=1) / np.maximum(valid, 1)
-        err[valid < 0.8 * n] = np.inf  # most of the window must overlap the stream
+        err[valid < 0.8 * (n - skip)] = np.inf  # most of the window must overlap the stream
         err[(np.arange(err.size) + (base // hop)) % K != 0] = np.inf
         L = int(np.nanargmin(err))
         if err[L] < best[0]:

@@ -76,7 +76,10 @@ def test_daemon_alignment_recovers_stream_offset(shipped_model):
     hop = vad.hop_samples
     daemon_probs = [(k * hop, float(p)) for k, p in enumerate(stream_probs)]
     found, err = align(daemon_probs, audio, shipped_model, hop, sync_s=5.0)
-    assert found == offset and err < 0.05  # the first hops differ: different context before the file
+    # The first hops differ: different context before the file. With a model that has memory
+    # (4.0's GRU) that context lingers in the state for seconds, so the 1 ms sub-hop match is only
+    # good to a few ms (measured 0-3 ms here; the daemon bench reports its own alignment check).
+    assert abs(found - offset) <= 4 * 16 and err < 0.05
     # the capture started 320 samples into the file: a negative offset
     late = vad(audio[320:])
     found, err = align([(k * hop, float(p)) for k, p in enumerate(late)], audio, shipped_model, hop, sync_s=5.0)
