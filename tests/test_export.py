@@ -156,9 +156,8 @@ def streaming_export(tmp_path_factory, request):
     """A random StreamNet with non-trivial BatchNorm statistics, exported as its streaming graph:
     a conv + GRU net, and a dilated TCN without GRU (2.5 s receptive field)."""
     torch = pytest.importorskip("torch")
-    from vadstream.stages.model import StateSpec
     from vadstream.training.export import export_streaming
-    from vadstream.training.net import StreamNet, StreamNetConfig, state_names
+    from vadstream.training.net import StreamNet, StreamNetConfig, state_specs
 
     torch.manual_seed(1)
     if len(request.param) == 2:
@@ -173,7 +172,7 @@ def streaming_export(tmp_path_factory, request):
     net.eval()
     spec = ModelSpec(features=FeatureConfig(winstep_s=0.02), frames_per_hop=1, context_frames=2, lookahead_frames=0,
                      outputs_per_inference=2, norm_mean=(0.0,) * 13, norm_std=(1.0,) * 13, spec_version=2,
-                     state=tuple(StateSpec(i, o, tuple(s)) for i, o, s in state_names(cfg)))
+                     state=state_specs(cfg))
     path = export_streaming(net, spec, tmp_path_factory.mktemp("stream") / "m.onnx")
     return net, path
 

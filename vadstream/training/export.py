@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vadstream.stages.model import INPUT_NAME, OUTPUT_NAME, ModelSpec, OnnxModel, write_spec
+from vadstream.stages.model import INPUT_NAME, OUTPUT_NAME, STREAM_SPEC_VERSION, ModelSpec, OnnxModel, write_spec
 
 OPSET = 17
 
@@ -46,19 +46,17 @@ def export_streaming(net, spec: ModelSpec, path: str | os.PathLike[str]) -> Path
     """Write a trained :class:`~vadstream.training.net.StreamNet` as its streaming graph
     (:class:`~vadstream.training.net.StreamExport`): ``features [1, frames, numcep]`` and the
     state inputs in, ``speech_prob [1, frames]`` and the next states out. The metadata is
-    ``spec`` with the network's state tensors (:func:`~vadstream.training.net.state_names`)."""
+    ``spec`` with the network's state tensors (:func:`~vadstream.training.net.state_specs`)."""
     import dataclasses
 
     import torch
 
-    from vadstream.stages.model import StateSpec
-    from vadstream.training.net import StreamExport, state_names
+    from vadstream.training.net import StreamExport, state_specs
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # the state tensors are the graph's: their names and shapes come from the network
-    spec = dataclasses.replace(spec, spec_version=2, state=tuple(
-        StateSpec(i, o, tuple(shape)) for i, o, shape in state_names(net.cfg)))
+    spec = dataclasses.replace(spec, spec_version=STREAM_SPEC_VERSION, state=state_specs(net.cfg))
     graph = StreamExport(net.eval()).eval()
     dummy = (torch.zeros(1, 3, spec.features.numcep), *[torch.zeros(st.shape) for st in spec.state])
     with torch.no_grad(), warnings.catch_warnings():
@@ -69,36 +67,28 @@ def export_streaming(net, spec: ModelSpec, path: str | os.PathLike[str]) -> Path
             dynamic_axes={INPUT_NAME: {1: "frames"}, OUTPUT_NAME: {1: "frames"}},
             opset_version=OPSET, do_constant_folding=True, dynamo=False,
         )
-    _strip_doc_strings(path)
-    _fix_state_shapes(path, spec)
+    _strip_doc_strings(path, spec)
     write_spec(path, spec)
     return path
 
 
-def _fix_state_shapes(path: Path, spec: ModelSpec) -> None:
-    """Declare each state output with its fixed shape (the exporter leaves the sliced axis symbolic)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    shapes = {st.output: st.shape for st in spec.state}
-    for out in model.graph.output:
-        if out.name in shapes:
-            dims = out.type.tensor_type.shape.dim
-            for dim, size in zip(dims, shapes[out.name]):
-                dim.Clear()
-                dim.dim_value = int(size)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def _strip_doc_strings(path: Path) -> None:
-    """Drop the exporter's per-node doc strings (source paths): smaller, reproducible file."""
+def _strip_doc_strings(path: Path, spec: ModelSpec | None = None) -> None:
+    """Drop the exporter's per-node doc strings (source paths): smaller, reproducible file. With a
+    streaming ``spec``, also declare each state output with its fixed shape (the exporter leaves
+    the sliced axis symbolic)."""
     import onnx
 
     model = onnx.load(str(path))
     for node in model.graph.node:
         node.doc_string = ""
     model.producer_name = "vadstream"
+    shapes = {st.output: st.shape for st in spec.state} if spec is not None else {}
+    for out in model.graph.output:
+        for dim, size in zip(out.type.tensor_type.shape.dim, shapes.get(out.name, ())):
+            dim.Clear()
+            dim.dim_value = int(size)
+    if shapes:
+        onnx.checker.check_model(model)
     onnx.save(model, str(path))
 
 
@@ -157,9 +147,12 @@ def quantise_static(src: str | os.PathLike[str], dst: str | os.PathLike[str], ca
 
 
 def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
-                      spec: ModelSpec | None = None) -> Path:
+                      spec: ModelSpec | None = None, **changes) -> Path:
     """Export a training checkpoint (``runs/<name>/best.pt``) again, e.g. after an exporter change.
-    The spec comes from the checkpoint (saved since 4.0) unless given."""
+    The spec comes from the checkpoint (saved since 4.0) unless given; ``changes`` replace its
+    fields (``version``, ``outputs_per_inference``...)."""
+    import dataclasses
+
     import torch
 
     from vadstream.training.net import NetConfig, StreamNet, StreamNetConfig, VadNet
@@ -169,6 +162,7 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike
         if "spec" not in ckpt:
             raise ValueError(f"{checkpoint} holds no model spec: pass --spec-from an ONNX file of the same run")
         spec = ModelSpec.from_json(ckpt["spec"])
+    spec = dataclasses.replace(spec, **changes)
     if ckpt.get("arch") == "stream":
         net = StreamNet(StreamNetConfig.from_dict(ckpt["net_config"]))
         net.load_state_dict(ckpt["state_dict"])
@@ -180,7 +174,6 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import dataclasses
 
     parser = argparse.ArgumentParser(prog="python -m vadstream.training.export",
                                      description="export a training checkpoint to a vadstream ONNX model")
@@ -191,16 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hops-per-call", type=int, default=None,
                         help="streaming models: hops the runtime scores per call (default: the spec's)")
     args = parser.parse_args(argv)
-    spec = OnnxModel(args.spec_from).spec if args.spec_from else None
-    if (args.version or args.hops_per_call) and spec is None:
-        import torch
-
-        spec = ModelSpec.from_json(torch.load(args.checkpoint, map_location="cpu", weights_only=False)["spec"])
-    if args.version:
-        spec = dataclasses.replace(spec, version=args.version)
+    changes = {"version": args.version} if args.version else {}
     if args.hops_per_call:
-        spec = dataclasses.replace(spec, outputs_per_inference=args.hops_per_call, context_frames=args.hops_per_call)
-    path = export_checkpoint(args.checkpoint, args.out, spec)
+        changes.update(outputs_per_inference=args.hops_per_call, context_frames=args.hops_per_call)
+    spec = OnnxModel(args.spec_from).spec if args.spec_from else None
+    path = export_checkpoint(args.checkpoint, args.out, spec, **changes)
     print(f"wrote {path} ({path.stat().st_size} bytes)")
     return 0
 

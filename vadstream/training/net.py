@@ -17,9 +17,23 @@ import json
 import torch
 from torch import nn
 
+from vadstream.stages.model import StateSpec
+
+
+class _JsonConfig:
+    """A frozen dataclass of sizes stored as JSON in the checkpoint and the training report."""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """The config from its JSON form (lists back to the tuples the fields hold)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
 
 @dataclasses.dataclass(frozen=True)
-class NetConfig:
+class NetConfig(_JsonConfig):
     """Architecture; stored in the checkpoint and the model card."""
 
     numcep: int = 13
@@ -33,15 +47,6 @@ class NetConfig:
     local_frames: int | None = None  # convolve only the last N frames (None: the whole window)
     global_stats: bool = False  # mean/min/max of each coefficient over the whole window -> FC
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "NetConfig":
-        data = dict(data)
-        for key in ("channels", "kernels", "strides"):
-            data[key] = tuple(data[key])
-        return cls(**data)
 
     @property
     def conv_frames(self) -> int:
@@ -168,7 +173,7 @@ class ExportNet(nn.Module):
 # ----------------------------------------------------------------------------- streaming network (4.0)
 
 @dataclasses.dataclass(frozen=True)
-class StreamNetConfig:
+class StreamNetConfig(_JsonConfig):
     """A causal network over MFCC frames that keeps its context as state (model 4.0).
 
     Causal 1-D convolutions (cepstra as channels, time as length, ``dilations`` spreading the
@@ -195,15 +200,6 @@ class StreamNetConfig:
         if min(self.kernels) < 2 or min(self.dilations) < 1:
             raise ValueError("kernels must be >= 2 and dilations >= 1 (every convolution carries state)")
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "StreamNetConfig":
-        data = dict(data)
-        for key in ("channels", "kernels", "dilations"):
-            data[key] = tuple(data[key])
-        return cls(**data)
 
     @property
     def receptive_field_frames(self) -> int:
@@ -262,15 +258,15 @@ class StreamNet(nn.Module):
         return torch.sigmoid(self.logits(x))
 
 
-def state_names(cfg: StreamNetConfig) -> list[tuple[str, str, list[int]]]:
-    """(input name, output name, shape) of each state tensor of the streaming graph, in order."""
+def state_specs(cfg: StreamNetConfig) -> tuple[StateSpec, ...]:
+    """The state tensors of the streaming graph (input name, output name, shape), in order."""
     lengths = cfg.state_lengths()
     lengths[0] += 1  # the first convolution also carries the last input frame (recomputed each call)
-    out = [(f"state_conv{i}", f"state_conv{i}_out", [1, c_in, n])
+    out = [StateSpec(f"state_conv{i}", f"state_conv{i}_out", (1, c_in, n))
            for i, (c_in, n) in enumerate(zip(cfg.input_channels(), lengths))]
     if cfg.gru:
-        out.append(("state_gru", "state_gru_out", [1, 1, cfg.gru]))
-    return out
+        out.append(StateSpec("state_gru", "state_gru_out", (1, 1, cfg.gru)))
+    return tuple(out)
 
 
 class StreamExport(nn.Module):

@@ -119,13 +119,18 @@ class Corpus:
 def close_dips(frames: np.ndarray, close_ms: float = TEACHER_CLOSE_MS, step_ms: float = 10.0) -> np.ndarray:
     """Grey-scale closing of frame probabilities: dips shorter than ``close_ms`` between higher
     values are lifted (human labels run through short intra-phrase pauses)."""
+    return grey_close(np.asarray(frames, dtype=np.float32), int(round(close_ms / step_ms)) + 1)
+
+
+def grey_close(values: np.ndarray, width: int, axis: int = -1) -> np.ndarray:
+    """Grey-scale closing (max filter, then min filter) of ``width`` samples along ``axis``: dips
+    narrower than ``width`` between higher values are lifted to them."""
     from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
-    w = int(round(close_ms / step_ms)) + 1
-    p = np.asarray(frames, dtype=np.float32)
-    if p.size == 0:
-        return p
-    return minimum_filter1d(maximum_filter1d(p, w, mode="nearest"), w, mode="nearest")
+    if values.size == 0:
+        return values
+    return minimum_filter1d(maximum_filter1d(values, width, axis=axis, mode="nearest"), width, axis=axis,
+                            mode="nearest")
 
 
 def is_validation(path: Path, fraction: float = 0.1) -> bool:
@@ -260,13 +265,24 @@ def _pick_clip(rng: np.random.Generator, corpus: Corpus, i: int) -> tuple[np.nda
     return clip, labels
 
 
+def _random_clip(rng: np.random.Generator, corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:
+    """A speech clip drawn by :meth:`Corpus.speech_probabilities`, through :func:`_pick_clip`."""
+    return _pick_clip(rng, corpus, int(rng.choice(len(corpus.speech), p=corpus.speech_probabilities())))
+
+
+def _random_recording(rng: np.random.Generator, corpus: Corpus) -> int:
+    """Index of a speech clip that is a real recording as recorded, uniformly drawn."""
+    idx = corpus.recorded()
+    return int(idx[int(rng.integers(idx.size))])
+
+
 def _speech_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Dry utterances dropped into digital silence with 0.1-2.5 s pauses."""
     audio = np.zeros(n, dtype=np.float32)
     labels = np.zeros(n, dtype=np.float32)
     pos = int(rng.uniform(0.0, 1.5) * SAMPLE_RATE_HZ)
     while pos < n:
-        clip, mask = _pick_clip(rng, corpus, int(rng.choice(len(corpus.speech), p=corpus.speech_probabilities())))
+        clip, mask = _random_clip(rng, corpus)
         clip = clip * np.float32(_db_to_amp(rng.uniform(-8, 4)))
         m = min(clip.size, n - pos)
         audio[pos:pos + m] = clip[:m]
@@ -278,13 +294,12 @@ def _speech_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tuple[np.
 def _recorded_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Real recordings as recorded, back to back (each with its own room, microphone, pauses and
     background), starting at a random point of the first: what a live microphone hears."""
-    idx = corpus.recorded()
     audio = np.zeros(n, dtype=np.float32)
     labels = np.zeros(n, dtype=np.float32)
     pos = 0
     first = True
     while pos < n:
-        i = int(idx[int(rng.integers(idx.size))])
+        i = _random_recording(rng, corpus)
         clip, mask = corpus.speech[i], corpus.labels(i)
         if first and clip.size > SAMPLE_RATE_HZ:
             start = int(rng.integers(0, clip.size // 2))
@@ -302,17 +317,16 @@ def _turn(rng: np.random.Generator, corpus: Corpus, recorded: bool, max_samples:
     """One talker's turn: 1-4 utterances with 0.1-1.0 s pauses inside (real recordings keep their
     own room silence around the words, so their pauses come out longer)."""
     parts, masks = [], []
-    idx = corpus.recorded()
     for j in range(int(rng.integers(1, 5))):
         if j:
             gap = int(rng.uniform(0.1, 1.0) * SAMPLE_RATE_HZ)
             parts.append(np.zeros(gap, dtype=np.float32))
             masks.append(np.zeros(gap, dtype=np.float32))
-        if recorded and idx.size:
-            i = int(idx[int(rng.integers(idx.size))])
+        if recorded and corpus.recorded().size:
+            i = _random_recording(rng, corpus)
             clip, mask = corpus.speech[i], corpus.labels(i)
         else:
-            clip, mask = _pick_clip(rng, corpus, int(rng.choice(len(corpus.speech), p=corpus.speech_probabilities())))
+            clip, mask = _random_clip(rng, corpus)
         parts.append(np.asarray(clip, dtype=np.float32))
         masks.append(np.asarray(mask, dtype=np.float32))
         if sum(x.size for x in parts) >= max_samples:
@@ -357,7 +371,7 @@ def _conversation_track(rng: np.random.Generator, corpus: Corpus, n: int) -> tup
         length = place(x, mask, who, pos)
         if rng.random() < 0.2 and length > SAMPLE_RATE_HZ:  # a backchannel from someone else
             other = (who + int(rng.integers(1, len(talkers)))) % len(talkers)
-            clip, cmask = _pick_clip(rng, corpus, int(rng.choice(len(corpus.speech), p=corpus.speech_probabilities())))
+            clip, cmask = _random_clip(rng, corpus)
             keep = int(rng.uniform(0.2, 0.7) * SAMPLE_RATE_HZ)
             speech_at = np.flatnonzero(cmask >= 0.5)
             s0 = int(speech_at[0]) if speech_at.size else 0

@@ -29,7 +29,7 @@ import numpy as np
 
 from vadstream.evaluation import metrics
 from vadstream.stages.features import FeatureConfig
-from vadstream.stages.model import ModelSpec, StateSpec
+from vadstream.stages.model import STREAM_SPEC_VERSION, ModelSpec
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = Path(os.environ.get("VADSTREAM_DATA", REPO.parent / "shared" / "data"))
@@ -231,7 +231,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from vadstream.training import scenes as sc
-    from vadstream.training.net import NetConfig, StreamNetConfig, state_names
+    from vadstream.training.net import NetConfig, StreamNetConfig, state_specs
 
     t_start = time.time()
     torch.set_num_threads(max(1, args.threads))
@@ -325,8 +325,7 @@ def main(args: argparse.Namespace) -> int:
     if args.arch == "stream":
         spec = ModelSpec(features=feat_cfg, frames_per_hop=1, context_frames=args.hops_per_call, lookahead_frames=0,
                          outputs_per_inference=args.hops_per_call, name="vadstream-stream", version=args.version,
-                         state=tuple(StateSpec(i, o, tuple(shape)) for i, o, shape in state_names(net_cfg)),
-                         spec_version=2, **norm)
+                         state=state_specs(net_cfg), spec_version=STREAM_SPEC_VERSION, **norm)
         trainer = StreamTrainer(train_data, val_data, mean, std, args)
     else:
         spec = ModelSpec(features=feat_cfg, frames_per_hop=frames_per_hop, context_frames=net_cfg.context_frames,
@@ -512,12 +511,9 @@ class WindowTrainer:
 def bridge_targets(targets: np.ndarray, bridge_hops: int) -> np.ndarray:
     """Per-hop targets with dips shorter than ``bridge_hops`` between speech closed (grey-scale
     closing along each scene): the turn convention of human meeting labels."""
-    if bridge_hops <= 1:
-        return targets
-    from scipy.ndimage import maximum_filter1d, minimum_filter1d
+    from vadstream.training.scenes import grey_close
 
-    return minimum_filter1d(maximum_filter1d(targets, bridge_hops, axis=1, mode="nearest"), bridge_hops, axis=1,
-                            mode="nearest")
+    return grey_close(targets, bridge_hops, axis=1) if bridge_hops > 1 else targets
 
 
 class StreamTrainer:
