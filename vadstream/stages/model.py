@@ -218,10 +218,7 @@ class OnnxModel:
         if len(outputs) != 1 or outputs[0].name != OUTPUT_NAME:
             raise ModelError(f"model {self.path} must have one output named '{OUTPUT_NAME}', "
                              f"has {[o.name for o in outputs]}")
-        for io, what in ((inputs[0], "input"), (outputs[0], "output")):
-            if io.type != "tensor(float)":  # float32 buffers are bound to it: anything else fails every call
-                raise ModelError(f"model {self.path} {what} '{io.name}' is {io.type}, vadstream needs float32 "
-                                 "(tensor(float)): export the model with a float32 " + what)
+        self._require_float32([(inputs[0], "input"), (outputs[0], "output")])
         want_in = [self.spec.context_frames, self.spec.features.numcep]
         got_in = list(inputs[0].shape[1:])
         if len(inputs[0].shape) != 3 or got_in != want_in:
@@ -231,6 +228,12 @@ class OnnxModel:
         if len(outputs[0].shape) != 2 or got_out != [self.spec.outputs_per_inference]:
             raise ModelError(f"model {self.path} output shape {outputs[0].shape} does not match its metadata "
                              f"[batch, {self.spec.outputs_per_inference}] (outputs_per_inference)")
+
+    def _require_float32(self, ios) -> None:
+        for io, what in ios:
+            if io.type != "tensor(float)":  # float32 buffers are bound to it: anything else fails every call
+                raise ModelError(f"model {self.path} {what} '{io.name}' is {io.type}, vadstream needs float32 "
+                                 "(tensor(float)): export the model with a float32 " + what)
 
     # -- streaming models -------------------------------------------------------------------------
     def _check_stream_io(self) -> None:
@@ -242,15 +245,13 @@ class OnnxModel:
         if sorted(inputs) != sorted(want_in) or sorted(outputs) != sorted(want_out):
             raise ModelError(f"model {self.path} has inputs {sorted(inputs)} and outputs {sorted(outputs)}; its "
                              f"metadata promises inputs {want_in} and outputs {want_out}")
-        for io in [*inputs.values(), *outputs.values()]:
-            if io.type != "tensor(float)":
-                raise ModelError(f"model {self.path} tensor '{io.name}' is {io.type}, vadstream needs float32")
+        self._require_float32([(io, "input") for io in inputs.values()] + [(io, "output") for io in outputs.values()])
         feats = inputs[INPUT_NAME].shape
         if len(feats) != 3 or feats[2] != spec.features.numcep:
             raise ModelError(f"model {self.path} input shape {feats} is not [1, frames, {spec.features.numcep}]")
         for st in spec.state:
             got = inputs[st.input].shape
-            if [d for d in got] != list(st.shape):
+            if list(got) != list(st.shape):
                 raise ModelError(f"model {self.path} state '{st.input}' has shape {got}, its metadata says "
                                  f"{list(st.shape)}")
 
