@@ -208,3 +208,78 @@ def test_streaming_vad_equals_the_training_graph_on_audio(streaming_export):
     n = -(-x.size // 320)
     assert got.shape == (n,)
     np.testing.assert_allclose(got[: feats.shape[0]], want[:n], atol=1e-5, rtol=0)
+
+
+def test_the_streaming_graph_steps_a_batch_of_streams(streaming_export):
+    """The exported graph has a dynamic batch axis: five streams in one call per piece give each
+    stream the training graph's numbers (1e-5) and, bit for bit, the numbers of calls for it alone."""
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    net, path = streaming_export
+    model = OnnxModel(path)
+    assert model.batch_dynamic
+    spec = model.spec
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(5).standard_normal((5, 300, 13)).astype(np.float32) * 1.5
+    states = {st.input: np.zeros((5, *st.shape[1:]), dtype=np.float32) for st in spec.state}
+    got = []
+    for a, b in ((0, 1), (1, 3), (3, 103), (103, 300)):
+        out = session.run(None, {"features": x[:, a:b], **states})
+        got.append(out[0])
+        states = {st.input: v for st, v in zip(spec.state, out[1:])}
+    got = np.concatenate(got, axis=1)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    for i in range(5):
+        model.reset_state()
+        alone = np.concatenate([model.stream(x[i, a:b]) for a, b in ((0, 2), (2, 300))])
+        np.testing.assert_array_equal(alone, got[i])
+
+
+def test_a_model_traced_for_one_stream_is_made_batch_dynamic(streaming_export, tmp_path, capsys):
+    """``python -m vadstream.training.export --batch-dynamic`` rewrites a batch-1 file (as 4.0
+    first shipped): the same numbers for one stream, bit for bit, and a batch axis."""
+    pytest.importorskip("torch")
+    from vadstream.training.export import main, trace_streaming
+
+    net, path = streaming_export
+    fixed = trace_streaming(net, OnnxModel(path).spec, tmp_path / "fixed.onnx")
+    assert not OnnxModel(fixed).batch_dynamic  # the runtime still loads it
+    assert main([str(fixed), str(tmp_path / "dyn.onnx"), "--batch-dynamic"]) == 0
+    assert "batch-dynamic" in capsys.readouterr().out
+    dyn = OnnxModel(tmp_path / "dyn.onnx")
+    assert dyn.batch_dynamic and dyn.spec == OnnxModel(fixed).spec
+    x = speechlike(3.0, seed=4)
+    np.testing.assert_array_equal(Vad(dyn)(x), Vad(fixed)(x))
+    assert (tmp_path / "dyn.onnx").read_bytes() == path.read_bytes()  # what export_streaming writes
+
+
+def test_a_hard_coded_batch_is_refused(tmp_path):
+    """A Reshape the rewrite does not know may fix the batch at 1: refused, in one line."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from vadstream.stages.model import ModelError, write_spec
+    from vadstream.training.export import make_batch_dynamic
+
+    spec = OnnxModel().spec
+    shape = numpy_helper.from_array(np.array([1, 2, 13], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["features", "shape"], ["r"]),
+         helper.make_node("ReduceMean", ["r"], ["m"], axes=[2], keepdims=0),
+         helper.make_node("Sigmoid", ["m"], ["speech_prob"])]
+        + [helper.make_node("Identity", [st.input], [st.output]) for st in spec.state], "fixed",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, "frames", 13])]
+        + [helper.make_tensor_value_info(st.input, TensorProto.FLOAT, list(st.shape)) for st in spec.state],
+        [helper.make_tensor_value_info("speech_prob", TensorProto.FLOAT, [1, "frames"])]
+        + [helper.make_tensor_value_info(st.output, TensorProto.FLOAT, list(st.shape)) for st in spec.state],
+        initializer=[shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    write_spec(tmp_path / "m.onnx", spec)
+    with pytest.raises(ModelError, match="may hard-code the batch") as err:
+        make_batch_dynamic(tmp_path / "m.onnx", tmp_path / "out.onnx")
+    assert "\n" not in str(err.value)

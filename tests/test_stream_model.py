@@ -42,8 +42,11 @@ def test_the_state_contract_is_in_the_metadata(model):
     outputs = {o.name: o.shape for o in session.get_outputs()}
     assert set(inputs) == {"features"} | {st.input for st in spec.state}
     assert set(outputs) == {"speech_prob"} | {st.output for st in spec.state}
+    # the metadata holds one stream's state (batch 1); the graph steps any number of streams
     for st in spec.state:
-        assert inputs[st.input] == list(st.shape) == outputs[st.output]
+        assert st.shape[0] == 1
+        assert inputs[st.input] == ["batch", *st.shape[1:]] == outputs[st.output]
+    assert inputs["features"][0] == "batch" and outputs["speech_prob"] == ["batch", inputs["features"][1]]
     # every call takes only the new frames: the frame axis is free
     assert isinstance(inputs["features"][1], str) and inputs["features"][2] == spec.features.numcep
     # the state is small and fixed: memory does not grow with the receptive field or the stream

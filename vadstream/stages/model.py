@@ -198,6 +198,7 @@ class OnnxModel:
         self.spec = ModelSpec.from_json(meta[METADATA_KEY])
         # The bound C++ run method skips Python-side argument checks already done in _check_io.
         self._run = self._session._sess.run
+        self.batch_dynamic = False  # steps many streams per call (streaming models exported since 4.1)
         if self.spec.streaming:
             self._check_stream_io()
             self._init_state()
@@ -248,12 +249,14 @@ class OnnxModel:
         self._require_float32([(io, "input") for io in inputs.values()] + [(io, "output") for io in outputs.values()])
         feats = inputs[INPUT_NAME].shape
         if len(feats) != 3 or feats[2] != spec.features.numcep:
-            raise ModelError(f"model {self.path} input shape {feats} is not [1, frames, {spec.features.numcep}]")
+            raise ModelError(f"model {self.path} input shape {feats} is not [batch, frames, {spec.features.numcep}]")
+        # the first axis is the batch: 1 in a graph traced for one stream, symbolic in a batch-dynamic one
+        self.batch_dynamic = not isinstance(feats[0], int)
         for st in spec.state:
-            got = inputs[st.input].shape
-            if list(got) != list(st.shape):
+            got = list(inputs[st.input].shape)
+            if got[1:] != list(st.shape[1:]) or got[0] != (feats[0] if self.batch_dynamic else st.shape[0]):
                 raise ModelError(f"model {self.path} state '{st.input}' has shape {got}, its metadata says "
-                                 f"{list(st.shape)}")
+                                 f"{list(st.shape)} (batch first)")
 
     def _init_state(self) -> None:
         spec = self.spec
