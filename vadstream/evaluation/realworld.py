@@ -8,9 +8,17 @@ Sets (all from the ``dev`` split, never trained on):
   read speech), labelled by the FireRedVAD teacher (:mod:`vadstream.training.teacher`, closed over
   dips < 300 ms as the training labels are). Teacher labels, so it favours a student of the teacher:
   read it next to ``ami``, not alone;
+- ``dev words`` (new with model 5.0): the dev recordings of counting, read speech and command
+  sentences (``coswara-counting``, ``librispeech``, ``grid``) as recorded, with the teacher's
+  **word-level** labels (raw, no closing: a pause between words is non-speech), the convention of
+  word-level hand labels;
+- ``dev noisy words`` (new with model 5.0): short real words (``precise`` wake words,
+  ``coswara-counting`` numbers) mixed with real dev noise (ambient, babble) at 0, 5 or 10 dB SNR,
+  word-level teacher labels of the clean recording;
 - ``non-speech``: every ``dev/nonspeech`` clip (ambient, babble, music, crying): false starts per
   hour (vadstream through its own Detector with the shipped defaults, peers with the common rule)
-  and the share of hops scoring >= 0.5.
+  and the share of hops scoring >= 0.5; the Coswara breath and coughs (``non-speech coswara``)
+  are also reported alone.
 
 Streaming protocol (the primary figures): on a common 10 ms grid, the score of grid frame j is the
 newest probability the VAD had returned once the audio up to the end of frame j had been fed
@@ -150,6 +158,54 @@ def load_dev_recorded(data_root: Path, cache_dir: Path, max_files: int | None = 
     return items
 
 
+WORD_SETS = ("coswara-counting", "librispeech", "grid")  # dev recordings scored at word level
+NOISY_WORD_SETS = ("precise", "coswara-counting")  # short words for the noisy-words set
+NOISY_WORD_NOISE = ("ambient", "babble")  # the real dev noise they are mixed with
+NOISY_WORD_SNRS_DB = (0.0, 5.0, 10.0)
+
+
+def _teacher_labelled(data_root: Path, cache_dir: Path, sets: Sequence[str], max_files: int | None):
+    """(path, audio, word-level teacher labels per sample) of the dev recordings of ``sets``."""
+    from vadstream.training.data import list_audio, load_audio
+    from vadstream.training.teacher import TeacherCache, frames_to_samples
+
+    teacher = TeacherCache(cache_dir / "teacher")
+    paths = [p for name in sets for p in list_audio(data_root / "dev" / "speech" / name)]
+    if max_files:
+        paths = paths[:: max(1, len(paths) // max_files)][:max_files]
+    for p in paths:
+        x = load_audio(p)
+        yield p, x, frames_to_samples(teacher.frame_probs(p, x).astype(np.float32), x.size) >= 0.5
+
+
+def load_dev_words(data_root: Path, cache_dir: Path, max_files: int | None = None) -> list:
+    """Dev recordings of :data:`WORD_SETS` as recorded, word-level teacher labels (no closing)."""
+    from vadstream.training.data import LabelledAudio
+
+    return [LabelledAudio(name=f"{p.parent.name}/{p.stem}", audio=x, speech=speech, snr_db=None)
+            for p, x, speech in _teacher_labelled(data_root, cache_dir, WORD_SETS, max_files)]
+
+
+def load_dev_noisy_words(data_root: Path, cache_dir: Path, max_files: int | None = None, seed: int = 5) -> list:
+    """Short dev words (:data:`NOISY_WORD_SETS`) in real dev noise at 0, 5 or 10 dB (in turn),
+    labelled at word level by the teacher on the clean recording; a fixed seed picks the noise."""
+    from vadstream.training.data import LabelledAudio, fit_noise, list_audio, load_audio, mix_at_snr
+
+    noise_paths = [p for name in NOISY_WORD_NOISE for p in list_audio(data_root / "dev" / "nonspeech" / name)]
+    if not noise_paths:
+        return []
+    rng = np.random.default_rng(seed)
+    items = []
+    for k, (p, x, speech) in enumerate(_teacher_labelled(data_root, cache_dir, NOISY_WORD_SETS, max_files)):
+        snr = NOISY_WORD_SNRS_DB[k % len(NOISY_WORD_SNRS_DB)]
+        noise = fit_noise(load_audio(noise_paths[int(rng.integers(len(noise_paths)))]), x.size, rng)
+        if not speech.any():
+            continue
+        items.append(LabelledAudio(name=f"{p.parent.name}/{p.stem}-{snr:g}dB", speech=speech, snr_db=snr,
+                                   audio=mix_at_snr(x, speech, noise, snr)))
+    return items
+
+
 def nonspeech_summary(runs: Sequence, name: str) -> dict:
     from vadstream.evaluation.evaluate import false_starts_per_hour
 
@@ -164,6 +220,7 @@ def nonspeech_summary(runs: Sequence, name: str) -> dict:
     return out
 
 
+COSWARA_TAG = "-coswara-"  # dev non-speech items of Coswara (breath, coughs): also reported alone
 SET_PREFIX = "set:"  # condition names of real sets inside run_all's conditions
 
 
@@ -174,14 +231,16 @@ def real_sets(data_root: Path, cache_dir: Path, quick: bool = False, log=None) -
     ami = load_ami(data_root)
     if ami:
         out[SET_PREFIX + "ami"] = ami[:4] if quick else ami
-    try:
-        rec = load_dev_recorded(data_root, cache_dir, 40 if quick else None)
-    except (ImportError, FileNotFoundError) as exc:
-        if log:
-            log(f"  dev recorded (teacher labels) left out: {exc}")
-        rec = []
-    if rec:
-        out[SET_PREFIX + "dev recorded"] = rec
+    for name, loader in (("dev recorded", load_dev_recorded), ("dev words", load_dev_words),
+                         ("dev noisy words", load_dev_noisy_words)):
+        try:
+            items = loader(data_root, cache_dir, 40 if quick else None)
+        except (ImportError, FileNotFoundError) as exc:
+            if log:
+                log(f"  {name} (teacher labels) left out: {exc}")
+            items = []
+        if items:
+            out[SET_PREFIX + name] = items
     return out
 
 
@@ -205,6 +264,9 @@ def real_report(results: dict, conditions: dict[str, list], groups: dict[str, li
             report["sets"].setdefault(group, {})[name] = summarise(scored, ci=ci)
         if by_cond.get("non-speech"):
             report["non-speech"][name] = nonspeech_summary(by_cond["non-speech"], name)
+            coswara = [r for r in by_cond["non-speech"] if COSWARA_TAG in r.name]
+            if coswara:
+                report.setdefault("non-speech coswara", {})[name] = nonspeech_summary(coswara, name)
     return report
 
 
@@ -222,15 +284,22 @@ def render(report: dict) -> str:
             ap_ci = f" ({ci['ap'][0]:.3f}-{ci['ap'][1]:.3f})" if ci else ""
             lines.append(f"| {vad} | {s['roc_auc']:.3f}{auc_ci} | {s['ap']:.3f}{ap_ci} | {s['f1']:.3f} | "
                          f"{s['recall']:.3f} | {s['fpr']:.3f} | {a['roc_auc']:.3f} / {a['ap']:.3f} |")
-    ns = report["non-speech"]
+    for key in ("non-speech", "non-speech coswara"):
+        lines += _render_nonspeech(key, report.get(key) or {})
+    return "\n".join(lines)
+
+
+def _render_nonspeech(key: str, ns: dict) -> list[str]:
+    lines: list[str] = []
     if ns:
         any_v = next(iter(ns.values()))
-        lines.append(f"\n### non-speech ({any_v['hours'] * 60:.1f} min of dev non-speech)\n")
+        what = "dev non-speech" if key == "non-speech" else "of it Coswara breath and coughs"
+        lines.append(f"\n### {key} ({any_v['hours'] * 60:.1f} min {what})\n")
         lines.append("| VAD | false starts per hour | hops >= 0.5 |")
         lines.append("|---|---|---|")
         for vad, r in ns.items():
             extra = (f" (common rule: {r['false_starts_per_hour_common_rule']:.0f})"
                      if "false_starts_per_hour_common_rule" in r else "")
             lines.append(f"| {vad} | {r['false_starts_per_hour']:.0f}{extra} | {100 * r['hops_over_half']:.1f} % |")
-    return "\n".join(lines)
+    return lines
 

@@ -10,17 +10,26 @@ Speech sources (read if installed; ``--install`` runs ``apt-get install`` for th
   ``--asterisk-per-language`` per voice (narrow-band speech stays a minority of the corpus);
 - ``hedgewars-data``: 15 acted voice packs (English accents, es/pl/ru/uk), their spoken files;
 - ``tuxpaint-stamps-default``: the stamps' spoken descriptions (``*_desc*``, 14 languages), at most
-  ``--tuxpaint-per-language`` per language.
+  ``--tuxpaint-per-language`` per language;
+- ``fillets-ng-data-cs``, ``fillets-ng-data-nl`` (new in 5.0): the acted Czech and Dutch dialogue
+  of Fish Fillets NG (about 200 min, two talkers taking turns), all of it;
+- ``gcin-voice`` (new in 5.0): Mandarin syllables, at most ``--gcin`` of them.
 Non-speech sources (hard negatives next to the corpus's own):
 - ``asterisk-moh-opsound-wav``: five music-on-hold pieces (8 kHz WAV, 18 min);
 - ``tuxpaint-stamps-default``: the stamps' sound effects (animals, household, vehicles, ...),
   without the ``*_desc*`` files and the ``symbols`` folder, which are spoken words;
 - ``sound-theme-freedesktop``: desktop sound effects, without ``audio-channel-*`` (spoken);
 - ``hedgewars-data``: non-speech human sounds of the voice packs (laughs, coughs, moans, "ooff"
-  and "ow" grunts, a kiss): the hard negatives the rest of the corpus lacks (set ``human``).
+  and "ow" grunts, a kiss): the hard negatives the rest of the corpus lacks (set ``human``);
+- new in 5.0, also set ``human`` (acted, game-processed: variety, not the only source):
+  ``nexuiz-data`` player sounds (pain, death, gasp, drown, jump and fall grunts, read from its
+  ``data.pk3`` zip), ``megaglest-data`` death screams (``*_die*`` of the human units),
+  ``warmux-data`` voices without words (death, injured, jump grunts).
 Output: ``<out>/{speech,nonspeech}/<source>/<language or group>_<name>.flac`` (the folder name is
 the set name in logs; validation files are carved out by file name like the rest of the data).
-Licences: ktuberling-data GPL-2+; hedgewars-data GPL-2 / CC-BY(-SA) / public domain per file;
+Licences: fillets-ng-data-cs/-nl GPL-2+; gcin-voice GPL-2+ (per its copyright file); nexuiz-data
+GPL-2+; megaglest-data CC-BY-SA 3.0; warmux-data GPL-2+; ktuberling-data GPL-2+;
+hedgewars-data GPL-2 / CC-BY(-SA) / public domain per file;
 asterisk-core-sounds CC-BY-SA 3.0 (Digium prompts);
 asterisk-moh-opsound CC-BY-SA 3.0; tuxpaint-stamps GPL-2; sound-theme-freedesktop GPL-2(+) /
 CC-BY(-SA) 3.0 per file (all per Debian's copyright files). We commit no audio, only this recipe.
@@ -36,13 +45,25 @@ from pathlib import Path
 from vadstream.training.scenes import spread
 
 PACKAGES = (["ktuberling-data"] + [f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru")]
-            + ["asterisk-moh-opsound-wav", "tuxpaint-stamps-default", "sound-theme-freedesktop", "hedgewars-data"])
+            + ["asterisk-moh-opsound-wav", "tuxpaint-stamps-default", "sound-theme-freedesktop", "hedgewars-data",
+               "fillets-ng-data-cs", "fillets-ng-data-nl", "gcin-voice", "nexuiz-data", "megaglest-data",
+               "warmux-data"])
 KTUBERLING = Path("/usr/share/ktuberling/sounds")
 ASTERISK = Path("/usr/share/asterisk/sounds")
 ASTERISK_MOH = Path("/usr/share/asterisk/moh")
 TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
 FREEDESKTOP = Path("/usr/share/sounds/freedesktop/stereo")
 HEDGEWARS_SOUNDS = Path("/usr/share/games/hedgewars/Data/Sounds")
+FILLETS_SOUNDS = Path("/usr/share/games/fillets-ng/sound")
+GCIN_VOICE = Path("/usr/share/gcin-voice/ogg")
+NEXUIZ_PK3 = Path("/usr/share/games/nexuiz/data/data.pk3")
+MEGAGLEST_SOUNDS = Path("/usr/share/games/megaglest/techs/megapack/commondata/sounds")
+WARMUX_VOICES = Path("/usr/share/games/warmux/sound/default/voices")
+# Human units of megaglest (the rest are animals, golems, machines) and warmux voice files without words.
+MEGAGLEST_HUMANS = ("ab_", "archer_", "archmage_", "axe_thrower_", "guard_", "horseman_", "swordman_",
+                    "technician_", "worker_")
+WARMUX_NONVERBAL = ("death", "injured_", "jump", "backjump", "superjump")
+NEXUIZ_NONVERBAL = ("death", "drown", "fall", "gasp", "jump", "pain")
 # Voice-pack files that are human sounds, not words (hard negatives); prefixes of the file stems.
 HEDGEWARS_HUMAN = ("Laugh", "Ooff", "Ow", "PoisonCough", "PoisonMoan")
 
@@ -51,7 +72,8 @@ def _is_human_sound(stem: str) -> bool:
     return stem.startswith(HEDGEWARS_HUMAN) and not stem.startswith("Owl")
 
 
-def sources(asterisk_per_language: int, tuxpaint_per_language: int = 150) -> list[tuple[str, str, Path]]:
+def sources(asterisk_per_language: int, tuxpaint_per_language: int = 150,
+            gcin: int = 300) -> list[tuple[str, str, Path]]:
     """(source, language, path) of every clip to convert; deterministic order and subset."""
     out: list[tuple[str, str, Path]] = []
     if KTUBERLING.is_dir():
@@ -72,11 +94,38 @@ def sources(asterisk_per_language: int, tuxpaint_per_language: int = 150) -> lis
             by_lang.setdefault(lang, []).append(p)
         for lang, files in sorted(by_lang.items()):
             out += [("tuxpaint", lang, p) for p in spread(files, tuxpaint_per_language)]
+    if FILLETS_SOUNDS.is_dir():
+        for lang in ("cs", "nl"):
+            out += [("fillets", lang, p) for p in sorted(FILLETS_SOUNDS.glob(f"*/{lang}/*.ogg"))
+                    + sorted(FILLETS_SOUNDS.glob(f"share/*/{lang}/*.ogg"))]
+    if GCIN_VOICE.is_dir():
+        out += [("gcin", "zh", p) for p in spread(sorted(GCIN_VOICE.rglob("*.ogg")), gcin)]
     return out
 
 
-def nonspeech_sources() -> list[tuple[str, str, Path]]:
-    """(source, group, path) of every non-speech clip; spoken files in these packages are left out."""
+def _nexuiz_player_sounds(extract_to: Path) -> list[Path]:
+    """Nexuiz's non-verbal player sounds, extracted from its ``data.pk3`` (a zip) once."""
+    import zipfile
+
+    if not NEXUIZ_PK3.is_file():
+        return []
+    out = []
+    with zipfile.ZipFile(NEXUIZ_PK3) as pk3:
+        for member in sorted(pk3.namelist()):
+            parts = member.split("/")
+            if (len(parts) == 5 and parts[:2] == ["sound", "player"] and parts[3] == "player"
+                    and parts[4].startswith(NEXUIZ_NONVERBAL) and member.endswith(".ogg")):
+                dst = extract_to / f"{parts[2]}-{parts[4]}"
+                if not dst.exists():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    dst.write_bytes(pk3.read(member))
+                out.append(dst)
+    return out
+
+
+def nonspeech_sources(extract_to: Path) -> list[tuple[str, str, Path]]:
+    """(source, group, path) of every non-speech clip; spoken files in these packages are left out.
+    Clips inside archives are extracted under ``extract_to`` first."""
     out: list[tuple[str, str, Path]] = []
     if ASTERISK_MOH.is_dir():
         out += [("moh", "music", p) for p in sorted(ASTERISK_MOH.glob("*.wav"))]
@@ -94,6 +143,13 @@ def nonspeech_sources() -> list[tuple[str, str, Path]]:
             out += [("human", pack.name, p) for p in sorted(pack.glob("*.ogg")) if _is_human_sound(p.stem)]
     if HEDGEWARS_SOUNDS.is_dir():
         out += [("human", "hedgewars", p) for p in sorted(HEDGEWARS_SOUNDS.glob("Kiss.ogg"))]
+    out += [("human", "nexuiz", p) for p in _nexuiz_player_sounds(extract_to / "nexuiz")]
+    if MEGAGLEST_SOUNDS.is_dir():
+        out += [("human", "megaglest", p) for p in sorted(MEGAGLEST_SOUNDS.glob("*_die*.wav"))
+                if p.stem.startswith(MEGAGLEST_HUMANS)]
+    if WARMUX_VOICES.is_dir():
+        out += [("human", "warmux", p) for p in sorted(WARMUX_VOICES.glob("*.ogg"))
+                if p.stem.startswith(WARMUX_NONVERBAL)]
     return out
 
 
@@ -102,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("cache/corpus"))
     parser.add_argument("--asterisk-per-language", type=int, default=80)
     parser.add_argument("--tuxpaint-per-language", type=int, default=150)
+    parser.add_argument("--gcin", type=int, default=300, help="Mandarin syllables of gcin-voice to take")
     parser.add_argument("--energy-labels", action="store_true",
                         help="skip speech clips too noisy to label by energy (only needed for --labels energy)")
     parser.add_argument("--install", action="store_true", help=f"apt-get install {' '.join(PACKAGES)} first")
@@ -112,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from vadstream.training.data import is_labelable, load_audio
 
-    jobs = ([("speech", c) for c in sources(args.asterisk_per_language, args.tuxpaint_per_language)]
-            + [("nonspeech", c) for c in nonspeech_sources()])
+    jobs = ([("speech", c) for c in sources(args.asterisk_per_language, args.tuxpaint_per_language, args.gcin)]
+            + [("nonspeech", c) for c in nonspeech_sources(args.out / "extracted")])
     if not jobs:
         print(f"no package audio found (install: apt-get install {' '.join(PACKAGES)})", file=sys.stderr)
         return 1

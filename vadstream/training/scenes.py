@@ -39,11 +39,16 @@ from vadstream.training.data import (
 
 # Sets whose clips are real recordings with their own room and microphone around the speech
 # (crowd-sourced home microphones, read speech): used as recorded, not only as dry sources.
-RECORDED_SETS = ("picovoice-wakeword", "picovoice-intent", "precise", "librispeech", "grid")
+RECORDED_SETS = ("picovoice-wakeword", "picovoice-intent", "precise", "librispeech", "grid", "coswara-counting")
 TEACHER_CLOSE_MS = 300.0  # teacher label convention: dips shorter than this inside speech are speech
 OPUS_SHARE = 0.3  # share of non-speech files given the Opus round trip the crowd-sourced speech has
 EVENT_MAX_S = 3.0  # non-speech clips up to this long are also inserted as events into scenes
-HUMAN_SETS = ("human",)  # non-speech human sounds (laughs, coughs...): always events, weighted up
+HUMAN_SETS = ("human", "coswara")  # non-speech human sounds (laughs, coughs, breath): events, weighted up
+EVENT_ONLY_SETS = ("human",)  # short acted clips: events only; the rest are also whole non-speech tracks
+# Non-speech recorded at home by people (Coswara breath and coughs): a file in which the teacher
+# hears speech over more than this share of frames (someone talking in the room) is left out.
+SCREENED_SETS = ("coswara",)
+SCREEN_MAX_SPEECH = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +62,7 @@ class SceneRecipe:
     min_speech_peak_dbfs: float = -45.0  # speech scenes are normalised to a peak in [this, 0] dBFS
     labels: str = "teacher"  # 'teacher' (FireRedVAD soft labels) or 'energy' (speech_mask)
     conversation_share: float = 0.0  # scenes with turn-taking talkers (model 4.0: 0.25)
+    silero: bool = False  # also store Silero VAD's probabilities per hop (second teacher, model 5.0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -202,12 +208,18 @@ def load_corpus(speech_paths: list[Path], noise_paths: list[Path], labels: str =
         if (k + 1) % 1000 == 0:
             log(f"  speech labels: {k + 1}/{len(speech_paths)} files")
     noise, noise_names, events, human = [], [], [], []
+    screened = 0
     for p in noise_paths:
         x = load_audio(p)
         name = f"{clip_set(p)}/{p.name}"
+        if teacher is not None and clip_set(p) in SCREENED_SETS:
+            if float(np.mean(teacher.frame_probs(p, x) >= 0.5)) > SCREEN_MAX_SPEECH:
+                screened += 1
+                continue
         if clip_set(p) in HUMAN_SETS:
             human.append(x)
-            continue
+            if clip_set(p) in EVENT_ONLY_SETS:
+                continue
         if (zlib.crc32(p.name.encode()) % 1000) < OPUS_SHARE * 1000:
             cached = cache_dir / "opus" / clip_set(p) / (p.stem + ".npy")
             if cached.exists():
@@ -220,6 +232,9 @@ def load_corpus(speech_paths: list[Path], noise_paths: list[Path], labels: str =
         noise_names.append(name)
         if x.size <= EVENT_MAX_S * SAMPLE_RATE_HZ:
             events.append(x)
+    if screened:
+        log(f"  left out {screened} non-speech file(s) of {', '.join(SCREENED_SETS)} in which the teacher hears "
+            f"speech over {SCREEN_MAX_SPEECH:.0%} of the frames")
     return Corpus(speech=speech, noise=noise, speech_names=names, noise_names=noise_names,
                   speech_frames=frames, events=events, human=human)
 
@@ -545,37 +560,50 @@ def hop_targets(labels: np.ndarray, hop_samples: int, n_hops: int) -> np.ndarray
 @dataclasses.dataclass
 class SceneBatch:
     """Features of equally long scenes: ``feats`` [scenes, frames, numcep] float32 (raw MFCC),
-    ``targets`` [scenes, hops] float32 (speech fraction per hop)."""
+    ``targets`` [scenes, hops] float32 (speech fraction per hop), and with ``SceneRecipe.silero``
+    ``silero`` [scenes, hops] float32 (Silero VAD's probability at each hop centre, not lag-corrected)."""
 
     feats: np.ndarray
     targets: np.ndarray
+    silero: np.ndarray | None = None
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, feats=self.feats, targets=self.targets)
+        extra = {} if self.silero is None else {"silero": self.silero}
+        np.savez(tmp, feats=self.feats, targets=self.targets, **extra)
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> "SceneBatch":
         with np.load(path) as data:
-            return cls(feats=data["feats"], targets=data["targets"])
+            return cls(feats=data["feats"], targets=data["targets"],
+                       silero=data["silero"] if "silero" in data.files else None)
 
     @classmethod
     def concat(cls, parts: list["SceneBatch"]) -> "SceneBatch":
-        return cls(feats=np.concatenate([p.feats for p in parts]), targets=np.concatenate([p.targets for p in parts]))
+        silero = None if any(p.silero is None for p in parts) else np.concatenate([p.silero for p in parts])
+        return cls(feats=np.concatenate([p.feats for p in parts]), targets=np.concatenate([p.targets for p in parts]),
+                   silero=silero)
 
 
 def scene_features(rng: np.random.Generator, corpus: Corpus, n_scenes: int, scene_s: float, cfg: FeatureConfig,
                    hop_samples: int, recipe: SceneRecipe = SceneRecipe()) -> SceneBatch:
     n = int(scene_s * SAMPLE_RATE_HZ)
     n_hops = n // hop_samples
-    feats, targets = [], []
+    feats, targets, audios = [], [], []
     for _ in range(n_scenes):
         audio, labels = make_scene(rng, corpus, scene_s, recipe)
         feats.append(mfcc(audio, cfg).astype(np.float32))
         targets.append(hop_targets(labels, hop_samples, n_hops))
-    return SceneBatch(feats=np.stack(feats), targets=np.stack(targets))
+        if recipe.silero:
+            audios.append(audio)
+    silero = None
+    if recipe.silero:
+        from vadstream.training.teacher import SileroTeacher
+
+        silero = SileroTeacher().hop_probs(np.stack(audios), hop_samples, n_hops)
+    return SceneBatch(feats=np.stack(feats), targets=np.stack(targets), silero=silero)
 
 
 # Worker-process state for multiprocessing (fork shares the loaded corpus copy-on-write).

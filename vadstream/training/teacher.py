@@ -12,6 +12,12 @@ samples ``[160 i, 160 i + 400)``; :meth:`Teacher.sample_probs` spreads the frame
 over samples by linear interpolation between frame centres.
 
     python -m vadstream.training.teacher FILE...      # print speech regions of each file
+
+A second teacher (model 5.0): Silero VAD v6.2 (MIT), the bench peer, run over whole training
+scenes (:class:`SileroTeacher`). Its probabilities are soft targets beside FireRedVAD's labels: it
+was trained on far more audio, so it says what breath, coughs, music and far-field speech are.
+It is causal and lags the audio by its rise time; :func:`best_lag_hops` measures that lag against
+FireRedVAD's (non-causal) labels so the two can be mixed on one time grid.
 """
 
 from __future__ import annotations
@@ -165,3 +171,64 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+class SileroTeacher:
+    """Silero VAD v6.2 (the ``silero-vad`` wheel's ONNX, :func:`vadstream.evaluation.peers.silero_onnx_path`)
+    over whole signals in a batch: 512-sample windows with the previous 64 samples, state carried,
+    exactly as its wrapper streams. :meth:`hop_probs` resamples its 32 ms probabilities to the
+    20 ms hop grid (linear interpolation between window centres)."""
+
+    window = 512
+    context = 64
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        import onnxruntime as ort
+
+        from vadstream.evaluation.peers import silero_onnx_path
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        self.path = Path(path) if path else silero_onnx_path()
+        self._session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+
+    def window_probs(self, audio: np.ndarray) -> np.ndarray:
+        """``audio`` [B, n] float32 -> [B, ceil(n / 512)] probabilities, window j = samples [512 j, 512 j + 512)."""
+        audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+        b, n = audio.shape
+        n_win = -(-n // self.window)
+        padded = np.zeros((b, self.context + n_win * self.window), dtype=np.float32)
+        padded[:, self.context:self.context + n] = audio
+        state = np.zeros((2, b, 128), dtype=np.float32)
+        sr = np.array(16000, dtype=np.int64)
+        out = np.zeros((b, n_win), dtype=np.float32)
+        for j in range(n_win):
+            x = padded[:, j * self.window: j * self.window + self.context + self.window]
+            prob, state = self._session.run(None, {"input": np.ascontiguousarray(x), "state": state, "sr": sr})
+            out[:, j] = prob.reshape(-1)
+        return out
+
+    def hop_probs(self, audio: np.ndarray, hop_samples: int, n_hops: int) -> np.ndarray:
+        """[B, n] audio -> [B, n_hops] Silero probabilities at the hop centres (not lag-corrected)."""
+        win = self.window_probs(audio)
+        centres = np.arange(win.shape[1]) * self.window + self.window / 2
+        hops = np.arange(n_hops) * hop_samples + hop_samples / 2
+        return np.stack([np.interp(hops, centres, row) for row in win]).astype(np.float32)
+
+
+def shift_hops(probs: np.ndarray, lag: int) -> np.ndarray:
+    """``probs`` [..., hops] moved ``lag`` hops earlier (hop k takes hop k + lag; the end repeats)."""
+    if lag <= 0:
+        return probs
+    out = np.empty_like(probs)
+    out[..., :-lag] = probs[..., lag:]
+    out[..., -lag:] = probs[..., -1:]
+    return out
+
+
+def best_lag_hops(silero: np.ndarray, reference: np.ndarray, max_lag: int = 10) -> int:
+    """The shift (in hops, 0..max_lag) that best aligns Silero's causal probabilities with a
+    reference's (mean squared difference over all hops)."""
+    errors = [float(np.mean((shift_hops(silero, lag) - reference) ** 2)) for lag in range(max_lag + 1)]
+    return int(np.argmin(errors))

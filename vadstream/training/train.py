@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = Path(os.environ.get("VADSTREAM_DATA", REPO.parent / "shared" / "data"))
 HOP_S = 0.02  # every model scores 20 ms hops
 OUTPUTS_PER_INFERENCE = 2  # window models (3.0): hops scored per window
-CACHE_FORMAT = 7  # bump when scene generation changes, so old caches are not reused
+CACHE_FORMAT = 8  # bump when scene generation changes, so old caches are not reused
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -108,6 +108,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bridge-ms", type=float, default=0.0,
                         help="stream: label pauses shorter than this between speech as speech (turn convention); "
                              "0 keeps the teacher's (dips < 300 ms closed)")
+    parser.add_argument("--silero-weight", type=float, default=0.0,
+                        help="stream: share of Silero VAD's lag-aligned probabilities in the targets (second teacher; "
+                             "0: FireRedVAD's labels only)")
+    parser.add_argument("--onset-weight", type=float, default=1.0,
+                        help="stream: loss weight of the first --onset-ms of every speech region (1: none)")
+    parser.add_argument("--onset-ms", type=float, default=160.0, help="stream: see --onset-weight")
     parser.add_argument("--numcep", type=int, default=13)
     parser.add_argument("--nfilt", type=int, default=26)
     parser.add_argument("--version", default="4.0", help="model version stored in the metadata")
@@ -301,7 +307,8 @@ def main(args: argparse.Namespace) -> int:
     recipe = sc.SceneRecipe(nonspeech_share=args.nonspeech_share, recorded_share=args.recorded_share,
                             transient_rate=args.transient_rate, labels=args.labels,
                             distant_talkers=args.distant_talkers, min_speech_peak_dbfs=args.min_speech_peak,
-                            conversation_share=args.conversation_share)
+                            conversation_share=args.conversation_share,
+                            silero=args.arch == "stream" and args.silero_weight > 0)
     train_paths = sc.build_shards(train_corpus, cache_dir, _cache_tag("train", train_corpus.speech_names +
                                   train_corpus.noise_names, feat_cfg, args.seed, scenes_per_shard, recipe, scene_s),
                                   args.seed, n_train, scenes_per_shard, scene_s, feat_cfg,
@@ -393,6 +400,7 @@ def fit(trainer, net_cfg, args: argparse.Namespace, log) -> dict:
     log(f"model: {count_parameters(net)} parameters; {trainer.describe()}")
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss()
+    loss_fn_each = torch.nn.BCEWithLogitsLoss(reduction="none")
     steps_per_epoch = max(1, trainer.items // args.batch_size)
     limit_s = 5.0 if args.smoke else args.minutes * 60.0
     # With --epochs: a fixed number of steps. Otherwise: train until the time limit, the cosine
@@ -423,8 +431,8 @@ def fit(trainer, net_cfg, args: argparse.Namespace, log) -> dict:
         frac = progress()
         for group in opt.param_groups:
             group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * frac))
-        x, y = trainer.sample(args.batch_size, gen)
-        loss = loss_fn(net.logits(x), y)
+        x, y, w = trainer.sample(args.batch_size, gen)
+        loss = loss_fn(net.logits(x), y) if w is None else (w * loss_fn_each(net.logits(x), y)).sum() / w.sum()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -472,7 +480,7 @@ class WindowTrainer:
     def sample(self, batch: int, gen):
         import torch
 
-        return self.train_w.batch(torch.randint(self.items, (batch,), generator=gen))
+        return (*self.train_w.batch(torch.randint(self.items, (batch,), generator=gen)), None)
 
     def predict(self, net) -> np.ndarray:
         return predict(net, self.val_w)
@@ -516,6 +524,43 @@ def bridge_targets(targets: np.ndarray, bridge_hops: int) -> np.ndarray:
     return grey_close(targets, bridge_hops, axis=1) if bridge_hops > 1 else targets
 
 
+def mix_teachers(targets: np.ndarray, silero: np.ndarray | None, weight: float, log=None) -> np.ndarray:
+    """FireRedVAD's hop targets mixed with Silero VAD's probabilities, ``weight`` the Silero share.
+
+    Silero is causal and its probability rises and falls late: it is shifted earlier by the lag
+    (:func:`~vadstream.training.teacher.best_lag_hops`, measured on these scenes against
+    FireRedVAD's labels) before mixing."""
+    if weight <= 0:
+        return targets
+    if silero is None:
+        raise ValueError("--silero-weight needs scenes with Silero's probabilities (a cache built with it)")
+    from vadstream.training.teacher import best_lag_hops, shift_hops
+
+    lag = best_lag_hops(silero[:, :targets.shape[1]], targets)
+    aligned = shift_hops(silero[:, :targets.shape[1]], lag)
+    if log:
+        agree = float(np.mean((aligned >= 0.5) == (targets >= 0.5)))
+        log(f"second teacher: Silero lags FireRedVAD by {lag} hop(s) ({lag * HOP_S * 1000:.0f} ms); aligned, the "
+            f"two agree on {agree:.1%} of hops at 0.5; targets = {1 - weight:g} FireRedVAD + {weight:g} Silero")
+    return ((1 - weight) * targets + weight * aligned).astype(np.float32)
+
+
+def onset_weights(targets: np.ndarray, onset_hops: int, weight: float) -> np.ndarray:
+    """Per-hop loss weights: ``weight`` on the first ``onset_hops`` hops of every speech region
+    (targets >= 0.5 after a hop below), 1 elsewhere: the model's rise time is the daemon's onset."""
+    w = np.ones_like(targets, dtype=np.float32)
+    if weight == 1.0 or onset_hops < 1:
+        return w
+    speech = targets >= 0.5
+    start = speech.copy()
+    start[:, 1:] &= ~speech[:, :-1]
+    for k in range(onset_hops):
+        shifted = np.zeros_like(start)
+        shifted[:, k:] = start[:, : start.shape[1] - k]
+        w[shifted & speech] = weight
+    return w
+
+
 class StreamTrainer:
     """Whole scenes for the streaming network: random crops of ``--crop-seconds`` (the state
     starts from zero at the crop, as at a stream's start), loss on every hop; validation on the
@@ -527,7 +572,14 @@ class StreamTrainer:
         bridge_hops = int(round(args.bridge_ms / (HOP_S * 1000)))
         hops = min(train_data.feats.shape[1], train_data.targets.shape[1])
         self.x = torch.from_numpy(((train_data.feats[:, :hops] - mean) / std).astype(np.float32))
-        self.y = torch.from_numpy(bridge_targets(train_data.targets[:, :hops], bridge_hops).astype(np.float32))
+        targets = mix_teachers(train_data.targets[:, :hops], train_data.silero, args.silero_weight, log)
+        targets = bridge_targets(targets, bridge_hops).astype(np.float32)
+        self.y = torch.from_numpy(targets)
+        self.w = None
+        if args.onset_weight != 1.0:
+            self.w = torch.from_numpy(onset_weights(targets, int(round(args.onset_ms / (HOP_S * 1000))),
+                                                    args.onset_weight))
+        # validation keeps FireRedVAD's labels alone: one yardstick for every run
         vh = min(val_data.feats.shape[1], val_data.targets.shape[1])
         self.val_x = torch.from_numpy(((val_data.feats[:, :vh] - mean) / std).astype(np.float32))
         self.val_y = bridge_targets(val_data.targets[:, :vh], bridge_hops)
@@ -546,7 +598,8 @@ class StreamTrainer:
         scenes = torch.randint(self.x.shape[0], (batch,), generator=gen)
         start = torch.randint(self.x.shape[1] - self.crop + 1, (batch,), generator=gen)
         rows = start[:, None] + torch.arange(self.crop)[None, :]
-        return self.x[scenes[:, None], rows], self.y[scenes[:, None], rows]
+        w = None if self.w is None else self.w[scenes[:, None], rows]
+        return self.x[scenes[:, None], rows], self.y[scenes[:, None], rows], w
 
     def predict(self, net) -> np.ndarray:
         import torch
