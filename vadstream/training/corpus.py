@@ -27,8 +27,8 @@ Non-speech sources (hard negatives next to the corpus's own):
   ``warmux-data`` voices without words (death, injured, jump grunts).
 Output: ``<out>/{speech,nonspeech}/<source>/<language or group>_<name>.flac`` (the folder name is
 the set name in logs; validation files are carved out by file name like the rest of the data).
-Licences: fillets-ng-data-cs/-nl GPL-2+; gcin-voice GPL-2+ (per its copyright file); nexuiz-data
-GPL-2+; megaglest-data CC-BY-SA 3.0; warmux-data GPL-2+; ktuberling-data GPL-2+;
+Licences: fillets-ng-data-cs/-nl GPL-2+; gcin-voice GPL-3 or LGPL-3 / CC-BY 3.0 (per its copyright
+file); nexuiz-data GPL-2+; megaglest-data CC-BY-SA 3.0; warmux-data GPL-2+; ktuberling-data GPL-2+;
 hedgewars-data GPL-2 / CC-BY(-SA) / public domain per file;
 asterisk-core-sounds CC-BY-SA 3.0 (Digium prompts);
 asterisk-moh-opsound CC-BY-SA 3.0; tuxpaint-stamps GPL-2; sound-theme-freedesktop GPL-2(+) /
