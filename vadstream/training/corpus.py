@@ -99,7 +99,8 @@ def sources(asterisk_per_language: int, tuxpaint_per_language: int = 150,
             out += [("fillets", lang, p) for p in sorted(FILLETS_SOUNDS.glob(f"*/{lang}/*.ogg"))
                     + sorted(FILLETS_SOUNDS.glob(f"share/*/{lang}/*.ogg"))]
     if GCIN_VOICE.is_dir():
-        out += [("gcin", "zh", p) for p in spread(sorted(GCIN_VOICE.rglob("*.ogg")), gcin)]
+        # one folder per syllable and tone, files named by speaker number: the folder goes in the name
+        out += [("gcin", f"zh-{p.parent.name}", p) for p in spread(sorted(GCIN_VOICE.rglob("*.ogg")), gcin)]
     return out
 
 
