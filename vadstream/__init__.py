@@ -1,6 +1,6 @@
 """vadstream: real-time voice activity detection, microphone in, ZeroMQ speech events out.
 
-The public API (``from vadstream import Stream, Vad, Detector, DetectorConfig``) is imported on
+The public API (``from vadstream import Stream, MultiStream, Vad, Detector, DetectorConfig``) is imported on
 first use, so ``import vadstream.wire.client`` does not load ONNX Runtime.
 """
 
@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "Stream": "vadstream.stages.stream",
     "StreamOutput": "vadstream.stages.stream",
+    "MultiStream": "vadstream.stages.multistream",
     "Vad": "vadstream.stages.vad",
     "Detector": "vadstream.stages.detector",
     "DetectorConfig": "vadstream.stages.detector",

@@ -316,6 +316,84 @@ class OnnxModel:
         out[:] = self._probs[0]
 
 
+class BatchedModel:
+    """One ONNX session of a batch-dynamic streaming model that steps many streams per call.
+
+    Each stream holds a :class:`ModelSlot` (from :meth:`slot`): a row of every state tensor in
+    shared arrays ``[capacity, ...]`` (the capacity doubles when full; a released slot is reused).
+    :meth:`step` runs the graph once for a batch of slots, each with the same number of new
+    frames: it gathers their states, runs, and puts the next states back. A stream in a batch gets
+    bit for bit the numbers of a call for it alone (checked when the file was made batch-dynamic,
+    :func:`vadstream.training.export.make_batch_dynamic`). State memory per stream:
+    :attr:`state_bytes`."""
+
+    def __init__(self, model: str | os.PathLike[str] | OnnxModel | None = None, capacity: int = 16):
+        self.model = model if isinstance(model, OnnxModel) else OnnxModel(model)
+        self.spec = self.model.spec
+        if not (self.spec.streaming and self.model.batch_dynamic):
+            kind = "a window model" if not self.spec.streaming else "a streaming model traced for one stream (batch 1)"
+            raise ModelError(f"model {self.model.path} is {kind}: one call for many streams needs a batch-dynamic "
+                             "streaming model (python -m vadstream.training.export --batch-dynamic IN OUT makes one "
+                             "from a streaming file)")
+        self._run = self.model._run
+        self._outputs = [OUTPUT_NAME] + [st.output for st in self.spec.state]
+        self._stores = [np.zeros((capacity, *st.shape[1:]), dtype=np.float32) for st in self.spec.state]
+        self._free = list(range(capacity - 1, -1, -1))
+        self.state_bytes = sum(int(np.prod(st.shape)) * 4 for st in self.spec.state)
+
+    @property
+    def capacity(self) -> int:
+        return self._stores[0].shape[0]
+
+    def slot(self) -> "ModelSlot":
+        """A fresh stream's state (zeros)."""
+        if not self._free:
+            n = self.capacity
+            self._stores = [np.concatenate([v, np.zeros_like(v)]) for v in self._stores]
+            self._free = list(range(2 * n - 1, n - 1, -1))
+        index = self._free.pop()
+        for v in self._stores:
+            v[index] = 0.0
+        return ModelSlot(self, index)
+
+    def release(self, slot: "ModelSlot") -> None:
+        self._free.append(slot.index)
+
+    def reset(self, index: int) -> None:
+        for v in self._stores:
+            v[index] = 0.0
+
+    def step(self, slots: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """Probabilities ``[len(slots), n]`` of ``frames [len(slots), n, numcep]``, the n new
+        normalised frames of each slot's stream, in one ONNX call; the slots' states move on."""
+        feeds = {INPUT_NAME: frames, **{st.input: v[slots] for st, v in zip(self.spec.state, self._stores)}}
+        res = self._run(self._outputs, feeds, None)
+        for v, new in zip(self._stores, res[1:]):
+            v[slots] = new
+        return res[0]
+
+
+class ModelSlot:
+    """One stream's place in a :class:`BatchedModel`: what a :class:`~vadstream.stages.vad.Vad`
+    needs of a model (``spec``, ``reset_state``, ``stream``), its calls a batch of one."""
+
+    def __init__(self, owner: BatchedModel, index: int):
+        self.owner = owner
+        self.index = index
+        self.spec = owner.spec
+        self._slots = np.array([index])
+
+    def reset_state(self) -> None:
+        self.owner.reset(self.index)
+
+    def stream(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        probs = self.owner.step(self._slots, np.ascontiguousarray(frames[None], dtype=np.float32))[0]
+        if out is None:
+            return probs
+        out[:] = probs
+        return out
+
+
 def write_spec(onnx_path: str | os.PathLike[str], spec: ModelSpec) -> None:
     """Store ``spec`` in an ONNX file's metadata (needs the ``onnx`` package, a training extra)."""
     import onnx

@@ -132,6 +132,16 @@ class Stream:
     def process(self, samples: np.ndarray, start_sample: int | None = None) -> StreamOutput:
         """Feed a block of int16 or float mono samples that starts at stream sample ``start_sample``
         (None: right after the previous one). Returns the probabilities and events it completed."""
+        out = self.take(samples, start_sample)
+        return self.scored(out, self.vad.score())
+
+    def take(self, samples: np.ndarray, start_sample: int | None = None) -> StreamOutput:
+        """The first half of :meth:`process`: the block onto the timeline and into the Vad
+        (:meth:`Vad.take <vadstream.stages.vad.Vad.take>`), without the model. Returns what it
+        decided already (a segment ended by a restart, replaced samples); :meth:`scored` with the
+        probabilities of the hops that became due finishes the block. A caller that scores many
+        streams in one model call (:class:`~vadstream.stages.multistream.MultiStream`) calls the
+        two halves itself."""
         x = samples if type(samples) is np.ndarray and samples.dtype == _F32 and samples.ndim == 1 \
             else to_float32(samples)  # the common case without the conversion's checks: it runs per block
         out = _NOTHING
@@ -142,7 +152,7 @@ class Stream:
                 out = self._end_segment(EndReason.DEVICE_LOST)
             self.reset(start)
         elif gap > 0:  # a short hole: keep the timeline with silence
-            out = self._feed(np.zeros(gap, dtype=np.float32))
+            self._feed(np.zeros(gap, dtype=np.float32))
         elif gap < 0:  # overlaps audio already fed: drop that part
             x = x[min(-gap, x.size):]
         if not x.size:
@@ -152,16 +162,21 @@ class Stream:
             finite = np.isfinite(x)
             replaced = int(x.size - np.count_nonzero(finite))
             x = np.clip(np.where(finite, x, np.float32(0.0)), -1.0, 1.0)
-        out = self._feed(x) if out is _NOTHING else out + self._feed(x)
+        self._feed(x)
         if replaced:
             out = dataclasses.replace(out, replaced_samples=out.replaced_samples + replaced)
         return out
 
-    def _feed(self, x: np.ndarray) -> StreamOutput:
+    def _feed(self, x: np.ndarray) -> None:
         if self.on_audio is not None:
             self.on_audio(self._fed, x)
         self._fed += x.size
-        return self._scored(self.vad.process(x))
+        self.vad.take(x)
+
+    def scored(self, out: StreamOutput, probs: np.ndarray) -> StreamOutput:
+        """``out`` of :meth:`take` followed by ``probs``, the probabilities of the hops that became
+        due (through the Detector)."""
+        return out + self._scored(probs) if probs.size else out
 
     def _scored(self, probs: np.ndarray) -> StreamOutput:
         if not probs.size:

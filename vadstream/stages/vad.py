@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from vadstream.stages.features import StreamingMfcc
-from vadstream.stages.model import ModelSpec, OnnxModel
+from vadstream.stages.model import ModelSlot, ModelSpec, OnnxModel
 from vadstream.stages.samples import to_float
 
 _EMPTY = np.zeros(0, dtype=np.float32)
@@ -28,10 +28,15 @@ class Vad:
     ``outputs_per_inference`` hops' worth per ONNX call at least and all complete groups of a
     block in one call; its state starts from zeros at every :meth:`reset`. A window model is
     given its whole window for every group of hops.
+
+    ``process`` is :meth:`take` (samples in, MFCC when a model call is due) then :meth:`score` (the
+    model on the hop groups that became due). A caller that steps many streams in one model call
+    (:class:`~vadstream.stages.multistream.MultiStream`) takes :meth:`due_frames` instead of
+    scoring: the same MFCC passes, the same frames, so the same numbers.
     """
 
-    def __init__(self, model: str | os.PathLike[str] | OnnxModel | None = None):
-        self.model = model if isinstance(model, OnnxModel) else OnnxModel(model)
+    def __init__(self, model: str | os.PathLike[str] | OnnxModel | ModelSlot | None = None):
+        self.model = model if isinstance(model, (OnnxModel, ModelSlot)) else OnnxModel(model)
         self.spec: ModelSpec = self.model.spec
         spec = self.spec
         self.sample_rate_hz = spec.features.sample_rate_hz
@@ -42,7 +47,8 @@ class Vad:
         self._group_frames = spec.frames_per_hop * spec.outputs_per_inference
         self._context = spec.context_frames
         # Normalised frames, with `context` zero rows in front standing for "before the stream".
-        self._capacity = self._context + 4096
+        # A streaming model needs only the frames not yet scored: a small store (grown for big blocks).
+        self._capacity = self._context + (128 if spec.streaming else 4096)
         self._frames = np.zeros((self._capacity, spec.features.numcep), dtype=np.float32)
         self._mfcc = StreamingMfcc(spec.features)
         # Samples the next model call needs beyond group g's: the MFCC runs only when a call is
@@ -63,6 +69,7 @@ class Vad:
         self._first_kept_frame = -self._context  # stream frame index held at row 0
         self._n_frames = 0  # stream frames stored so far
         self._groups_done = 0
+        self._groups_ready = 0  # hop groups whose frames are all stored (scored or due)
         self._samples_seen = 0
         self._pending: list[np.ndarray] = []  # float64 chunks not yet given to the MFCC
 
@@ -72,12 +79,13 @@ class Vad:
             return
         end_row = self._n_frames - self._first_kept_frame
         if end_row + n > self._capacity:
-            # Keep only what future windows can still need: the last `context` frames.
-            keep_from = self._n_frames - self._context
+            # Keep only what future windows can still need: the last `context` frames (and frames
+            # taken but not scored yet, which only a caller of take() without score() leaves).
+            keep_from = min(self._n_frames - self._context, self._groups_done * self._group_frames)
             src = keep_from - self._first_kept_frame
-            self._frames[: self._context] = self._frames[src: src + self._context]
+            end_row = self._n_frames - keep_from
+            self._frames[:end_row] = self._frames[src: src + end_row]
             self._first_kept_frame = keep_from
-            end_row = self._context
             if end_row + n > self._capacity:
                 self._capacity = end_row + 2 * n
                 grown = np.zeros((self._capacity, self._frames.shape[1]), dtype=np.float32)
@@ -85,11 +93,11 @@ class Vad:
                 self._frames = grown
         self._frames[end_row: end_row + n] = feats if normalised else (feats - self._mean) * self._inv_std
         self._n_frames += n
+        self._groups_ready = self._ready_groups(self._n_frames)
 
     def _score_ready(self, available_frames: int) -> np.ndarray:
         """Run the model on every hop group whose last needed frame index is < available_frames."""
-        # Group g needs frames up to (g+1)*group_frames - 1 + lookahead_frames.
-        ready = (available_frames - self.spec.lookahead_frames) // self._group_frames
+        ready = self._ready_groups(available_frames)
         n = ready - self._groups_done
         if n <= 0:
             return _EMPTY
@@ -109,20 +117,42 @@ class Vad:
             self.model.score_window(self._frames[end - self._context: end], out[i])
         return out.reshape(-1)
 
+    def _ready_groups(self, available_frames: int) -> int:
+        # Group g needs frames up to (g+1)*group_frames - 1 + lookahead_frames.
+        return (available_frames - self.spec.lookahead_frames) // self._group_frames
+
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Feed samples; return the probabilities of the hops that became ready."""
+        return self.score() if self.take(samples) else _EMPTY
+
+    def take(self, samples: np.ndarray) -> bool:
+        """Feed samples without running the model; True when hop groups are due (:meth:`score`,
+        :meth:`due_frames`)."""
         x = to_float(samples, np.float64)  # the MFCC's working type, in one conversion
         if x.size == 0:
-            return _EMPTY
+            return self._groups_ready > self._groups_done
         self._samples_seen += x.size
-        if self._samples_seen < self._first_due + self._groups_done * self._due_step:
+        if self._samples_seen < self._first_due + self._groups_ready * self._due_step:
             # No model call due yet: keep the samples for the next MFCC pass. float64 input was
             # not converted (x may be the caller's buffer, which it may reuse): keep a copy.
             self._pending.append(x.copy() if getattr(samples, "dtype", None) == np.float64 else x)
-            return _EMPTY
+            return self._groups_ready > self._groups_done
         self._pending.append(x)
         self._feed_pending()
+        return self._groups_ready > self._groups_done
+
+    def score(self) -> np.ndarray:
+        """The probabilities of the hop groups taken and due, from the model (one call)."""
         return self._score_ready(self._n_frames)
+
+    def due_frames(self) -> np.ndarray:
+        """Streaming models: the normalised frames ``(n, numcep)`` of the hop groups taken and due,
+        now counted as scored; their probabilities are the model's on them (a view: use it before
+        the next :meth:`take`)."""
+        n = self._groups_ready - self._groups_done
+        start = self._groups_done * self._group_frames - self._first_kept_frame
+        self._groups_done = self._groups_ready
+        return self._frames[start: start + n * self._group_frames]
 
     def _feed_pending(self) -> None:
         pending = self._pending
