@@ -70,7 +70,8 @@ def main(args: argparse.Namespace) -> int:
     print(render_evaluation(rows))
     print(f"\nP/R/F1/FPR at each VAD's default threshold (0.5 for all; WebRTC is binary). False starts per "
           f"hour on the non-speech clips: vadstream through its Detector with default settings; peers with "
-          f"the common rule ({COMMON_RULE.describe()}).")
+          f"the common rule ({COMMON_RULE.describe()}); onset / offset medians on the mixtures under the same rules, "
+          f"from the true onset to when a streaming caller learns of the event.")
     groups = {"dev mixtures": mixtures, **{c[4:]: [c] for c in conditions if c.startswith("set:")}}
     report = realworld.real_report(results, conditions, groups, ci=not args.quick)
     print("\n## Streaming protocol (what a real-time caller sees) and real recordings\n")

@@ -192,7 +192,9 @@ def is_mixture(condition: str) -> bool:
 
 
 def evaluation_table(results: dict[str, dict[str, list[ItemRun]]], thresholds: dict[str, float]) -> list[dict]:
-    """Rows: VAD, AUC, AP, P/R/F1/FPR at its threshold on all mixtures, per-SNR AUC, false starts/h."""
+    """Rows: VAD, AUC, AP, P/R/F1/FPR at its threshold on all mixtures, per-SNR AUC, onset and offset
+    medians on the mixtures (vadstream: its Detector at the shipped defaults; peers: the common
+    rule), false starts/h."""
     rows = []
     for name, by_cond in results.items():
         mix = [r for c, runs in by_cond.items() if is_mixture(c) for r in runs]
@@ -200,6 +202,8 @@ def evaluation_table(results: dict[str, dict[str, list[ItemRun]]], thresholds: d
         for c, runs in by_cond.items():
             if is_mixture(c):
                 row[f"auc {c}"] = frame_summary(runs)["roc_auc"]
+        timing = event_summary(mix).summary()
+        row["onset_median_ms"], row["offset_median_ms"] = timing["onset_median_ms"], timing["offset_median_ms"]
         ns = by_cond.get("non-speech", [])
         row["nonspeech_hours"] = sum(r.n_samples for r in ns) / 16000 / 3600
         row["false_starts_per_hour"] = false_starts_per_hour(ns) if ns else float("nan")
@@ -225,10 +229,12 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
 
 def render_evaluation(rows: list[dict]) -> str:
     conds = [k[4:] for k in rows[0] if k.startswith("auc ")] if rows else []
-    header = ["VAD", "ROC-AUC", "AP", "P", "R", "F1", "FPR", *[f"AUC {c}" for c in conds], "false starts/h"]
+    header = ["VAD", "ROC-AUC", "AP", "P", "R", "F1", "FPR", *[f"AUC {c}" for c in conds], "onset / offset median ms",
+              "false starts/h"]
     body = []
     for r in rows:
         fs = r["false_starts_per_hour"]
         body.append([r["vad"], r["roc_auc"], r["ap"], r["precision"], r["recall"], r["f1"], r["fpr"],
-                     *[r[f"auc {c}"] for c in conds], fmt(fs, 1)])
+                     *[r[f"auc {c}"] for c in conds],
+                     f"{fmt(r['onset_median_ms'], 0)} / {fmt(r['offset_median_ms'], 0)}", fmt(fs, 1)])
     return markdown_table(header, body)
