@@ -79,3 +79,16 @@ def test_dev_word_sets_are_labelled_at_word_level(shared_data, tmp_path):
     assert {it.snr_db for it in noisy} <= {0.0, 5.0, 10.0}
     again = load_dev_noisy_words(shared_data, tmp_path, max_files=3)
     assert all(np.array_equal(a.audio, b.audio) for a, b in zip(noisy, again))  # deterministic
+
+
+def test_longest_run_screens_talk_not_coughs():
+    from vadstream.training.scenes import SCREEN_MAX_SPEECH_S, longest_run
+
+    assert longest_run(np.array([0, 1, 1, 0, 1, 1, 1, 0], bool)) == 3
+    assert longest_run(np.zeros(5, bool)) == 0 and longest_run(np.ones(4, bool)) == 4
+    coughs = np.zeros(1000, bool)  # 10 s of 10 ms teacher frames: six 0.4 s coughs, 40 % "speech"
+    for start in range(0, 1000, 160):
+        coughs[start:start + 40] = True
+    talk = coughs.copy()
+    talk[500:700] = True  # someone says something for 2 s
+    assert longest_run(coughs) * 0.01 <= SCREEN_MAX_SPEECH_S < longest_run(talk) * 0.01
