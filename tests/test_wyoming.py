@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import subprocess
 import sys
 
@@ -113,6 +114,34 @@ def test_ten_concurrent_clients_each_get_their_own_pairs(service, clip):
 
     got = [pairs(events) for events in run(all_clients())]
     assert got == [[(round(a), round(b)) for a, b in w] for w in want]
+
+
+def test_a_hundred_concurrent_clients_through_one_engine(tmp_path, clip):
+    """100 clients at once (--max-clients 100), each with the clip after its own lead: each gets
+    its own file's segments to the ms, and the service stepped them together (fewer model steps
+    than chunks: one MultiStream, not a session per connection)."""
+    audio = clip["audio"]
+    wavs = []
+    for i in range(100):
+        lead = np.zeros(i * 1733, np.float32)  # 0 to 10.7 s, not a multiple of the chunk or the hop
+        wavs.append(write_wav(tmp_path / f"lead{i}.wav", np.concatenate([lead, audio.samples]), 16000))
+    want = file_segments(*wavs)
+    assert len({tuple(w) for w in want}) == 100
+
+    async def all_clients(port):
+        return await asyncio.gather(*(detect(port, wav_events(w), pace=True, read_timeout_s=120) for w in wavs))
+
+    service = WyomingService(tmp_path, "--max-clients", "100", "--log-level", "info")
+    try:
+        got = [pairs(events) for events in run(all_clients(service.port))]
+    finally:
+        assert service.stop() == 0, service.stderr()
+    assert got == [[(round(a), round(b)) for a, b in w] for w in want]
+    log = service.stderr()
+    assert "Traceback" not in log and "one model call per step for all clients" in log
+    chunks, steps = map(int, re.search(r"(\d+) chunks in (\d+) model steps", log).groups())
+    assert chunks == sum(len(wav_events(w)) - 2 for w in wavs)
+    assert steps < chunks / 5, log  # batched: many clients' chunks per model call
 
 
 def test_unix_socket(tmp_path, clip):

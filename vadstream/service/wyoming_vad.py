@@ -1,4 +1,6 @@
-"""``vadstream wyoming``: a Wyoming VAD service, one :class:`Stream` per connection.
+"""``vadstream wyoming``: a Wyoming VAD service, one :class:`Stream` per connection, all of them
+stepped by one :class:`~vadstream.stages.multistream.MultiStream` (one model session, one ONNX
+call for the chunks of every connection that arrived together: :class:`Batcher`).
 
 A client sends ``audio-start``, ``audio-chunk`` s and ``audio-stop`` (any rate from 4 to 384 kHz,
 8/16/24/32-bit, mono or stereo), and gets ``voice-started`` / ``voice-stopped`` whose
@@ -17,14 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Callable
+from typing import Callable, Hashable
 
 import numpy as np
 
 from vadstream.audio.blocks import INPUT_BOUNDS
 from vadstream.service.config import Config
+from vadstream.stages.multistream import MultiStream
 from vadstream.stages.samples import SAMPLE_RATE_HZ
-from vadstream.stages.stream import Stream, StreamOutput
+from vadstream.stages.stream import StreamOutput
 from vadstream.wire.wyoming_protocol import (
     AudioChunk,
     AudioChunkConverter,
@@ -92,17 +95,72 @@ def audio_event(cls, event: Event):
         raise WyomingInputError(f"{event.type} without {exc.args[0]!r}", "bad-audio-format") from None
 
 
+class Batcher:
+    """Steps one :class:`MultiStream` for all connections, from the event loop.
+
+    A connection hands in its chunk and waits for its output; the first chunk of a step waits one
+    turn of the event loop, so the chunks that other connections have ready join it, and every
+    chunk that arrives while a step runs goes in the next one: one model call per step however
+    many clients (more per step the busier the service), no added delay when idle. A connection
+    waits for its answer before it reads its next event, so a step holds one chunk per stream."""
+
+    def __init__(self, engine: MultiStream):
+        self.engine = engine
+        self._waiting: list[tuple[Hashable, np.ndarray, asyncio.Future]] = []
+        self._task: asyncio.Future | None = None
+        self.steps = 0
+        self.chunks = 0
+
+    async def process(self, stream_id: Hashable, samples: np.ndarray) -> StreamOutput:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((stream_id, samples, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        await asyncio.sleep(0)  # the chunks other connections have ready join this step
+        while self._waiting:
+            # a connection that went away meanwhile (server stopping) is not stepped
+            batch = [w for w in self._waiting if not w[2].done() and w[0] in self.engine]
+            self._waiting = []
+            try:
+                outs = self.engine.process([(stream_id, samples) for stream_id, samples, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - each connection reports it as its own internal error
+                for _, _, future in batch:
+                    future.set_exception(exc)
+            else:
+                self.steps += bool(batch)
+                self.chunks += len(batch)
+                for stream_id, _, future in batch:
+                    if not future.done():
+                        future.set_result(outs[stream_id])
+            await asyncio.sleep(0)
+
+    def stats(self) -> str:
+        per_step = self.chunks / self.steps if self.steps else 0.0
+        return f"{self.chunks} chunks in {self.steps} model steps ({per_step:.1f} per step)"
+
+
 class VadConnection(Connection):
-    """One client: its audio through its own :class:`Stream`; voice events back, in ms of its audio."""
+    """One client: its audio through its own stream of the shared :class:`MultiStream`; voice
+    events back, in ms of its audio."""
 
     KNOWN = frozenset({"audio-start", "audio-chunk", "audio-stop"})
     SERVICE = "wyoming vad service"
 
-    def __init__(self, reader, writer, *, new_stream: Callable[[], Stream], **kwargs):
+    def __init__(self, reader, writer, *, batcher: Batcher, **kwargs):
         super().__init__(reader, writer, **kwargs)
-        self._new_stream = new_stream
-        self.stream: Stream | None = None  # made at the first audio (describe-only clients load no model)
+        self._batcher = batcher
+        self._engine = batcher.engine
         self.audio: AudioInput | None = None  # the open audio stream
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            if self in self._engine:  # its place in the engine is free again
+                self._engine.remove(self)
 
     async def handle(self, event: Event) -> None:
         if AudioStart.is_type(event.type):
@@ -113,21 +171,22 @@ class VadConnection(Connection):
             chunk = audio_event(AudioChunk, event)
             if self.audio is None:
                 self._open(AudioInput(chunk.rate, chunk.width, chunk.channels))
-            await self._send(self.stream.process(self.audio.samples(chunk)))  # type: ignore[union-attr]
+            await self._send(await self._batcher.process(self, self.audio.samples(chunk)))  # type: ignore[union-attr]
         elif AudioStop.is_type(event.type):
             await self._finish()
 
     def _open(self, audio: AudioInput) -> None:
-        if self.stream is None:
-            self.stream = self._new_stream()
-        self.stream.reset()
+        if self in self._engine:
+            self._engine.stream(self).reset()
+        else:  # at the first audio: describe-only clients take no place
+            self._engine.add(self)
         self.audio = audio
 
     async def _finish(self) -> None:
         """End the open audio stream (as the end of a file): the last hops, an open segment's end."""
-        if self.audio is not None and self.stream is not None:
+        if self.audio is not None:
             self.audio = None
-            await self._send(self.stream.close())
+            await self._send(self._engine.stream(self).close())
 
     async def _send(self, out: StreamOutput) -> None:
         for ev in out.events:
@@ -144,23 +203,22 @@ class VadConnection(Connection):
 
 async def serve(uri: str, cfg: Config, stop: asyncio.Event, ready: Callable[[str], None] | None = None) -> None:
     """Serve the VAD service on ``uri`` until ``stop`` is set (or, on ``stdio://``, the peer leaves)."""
-    probe = Stream(cfg.model.path, cfg.detector)  # load the model once now: a bad one fails at start, not per client
-    spec = probe.vad.spec
+    engine = MultiStream(cfg.model.path, cfg.detector)  # the model loads once, now: a bad one fails at start
+    batcher = Batcher(engine)
+    spec = engine.spec
     w = cfg.wyoming
     info = info_event(spec.name, spec.version)
     limits = Limits(max_payload_bytes=w.max_payload_bytes, max_lag_s=w.max_lag_s)
     registry = Registry(w.max_clients)
 
-    def new_stream() -> Stream:
-        return Stream(cfg.model.path, cfg.detector)
-
     def connection(reader, writer) -> VadConnection:
-        return VadConnection(reader, writer, new_stream=new_stream, info=info, limits=limits, registry=registry,
-                             log=log)
+        return VadConnection(reader, writer, batcher=batcher, info=info, limits=limits, registry=registry, log=log)
 
     server = await start_server(uri, connection, socket_mode=cfg.publisher.ipc_mode_bits)
-    log.info("serving Wyoming voice activity detection on %s (model %s %s, up to %d clients)", uri, spec.name,
-             spec.version, w.max_clients)
+    how = "one model call per step for all clients" if engine.batched else \
+        "one model session per client: the model is not batch-dynamic"
+    log.info("serving Wyoming voice activity detection on %s (model %s %s, up to %d clients, %s)", uri, spec.name,
+             spec.version, w.max_clients, how)
     if ready is not None:
         ready(uri)
     if asyncio.iscoroutine(server):  # stdio: one peer, until it leaves or a stop signal
@@ -174,7 +232,7 @@ async def serve(uri: str, cfg: Config, stop: asyncio.Event, ready: Callable[[str
         await stop.wait()
     finally:
         await server.stop()  # type: ignore[union-attr]
-        log.info("stopped: %s", registry.stats())
+        log.info("stopped: %s; %s", registry.stats(), batcher.stats())
 
 
 def run(uri: str, cfg: Config, ready: Callable[[str], None] | None = None) -> None:
