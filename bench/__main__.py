@@ -1,10 +1,12 @@
-"""``python -m bench [accuracy|compute|memory|latency|daemon|audio|all] [--quick] [options]``.
+"""``python -m bench [accuracy|compute|memory|streams|latency|daemon|audio|all] [--quick] [options]``.
 
 - accuracy: per-hop ROC-AUC/AP/P/R/F1 of every VAD on dev mixtures (+ labelled folders), the
   offline event latency of every VAD under a common smoothing rule, and the detector-default
   tuning (tune half / test half); writes pr_curves.png and latency.png.
 - compute: single-thread CPU per audio second and µs per call, vadstream/Silero ratio.
 - memory: peak RSS of a fresh process per VAD over a baseline.
+- streams: streams served in real time per core and RSS per stream for 1-1000 streams: one
+  MultiStream, a Stream per stream, a Silero session per stream.
 - latency / daemon: the real daemon (``vadstream run``) fed through a PulseAudio source in real
   time; events over ZeroMQ; delays, false starts per hour, CPU % and RSS.
 - audio: the daemon's CPU % and RSS without and with speech audio subscribers (``audio.``).
@@ -25,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("what", nargs="?", default="all",
-                   choices=["accuracy", "compute", "memory", "latency", "daemon", "audio", "all"])
+                   choices=["accuracy", "compute", "memory", "streams", "latency", "daemon", "audio", "all"])
     p.add_argument("--quick", action="store_true", help="a few-seconds smoke run (checks the code, not timings)")
     p.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md, plots and results/ go (default: bench/)")
     p.add_argument("--data-root", type=Path, default=None,
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     from . import report
 
-    steps = ["accuracy", "compute", "memory", "daemon", "audio"] if args.what == "all" else [args.what]
+    steps = ["accuracy", "compute", "memory", "streams", "daemon", "audio"] if args.what == "all" else [args.what]
     texts: list[str] = []
     for step in steps:
         print(f"bench: {step}", file=sys.stderr, flush=True)
@@ -72,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import memory
 
             texts += memory.run(args)
+        elif step == "streams":
+            from . import streams
+
+            texts += streams.run(args)
         elif step in ("latency", "daemon"):
             from . import daemon
 

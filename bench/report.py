@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-SECTIONS = ("accuracy", "tuning", "latency", "compute", "memory", "daemon", "audio")
+SECTIONS = ("accuracy", "tuning", "latency", "compute", "memory", "streams", "daemon", "audio")
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -97,3 +97,25 @@ def test_memory_child_reports_its_own_peak_not_its_big_parents():
     got = memory.measure("baseline", None)
     assert ballast.sum() > 0
     assert 10_000 < got["maxrss_kb"] < 300_000, got  # Python + numpy + 10 s of audio
+
+
+def test_bench_streams_quick(tmp_path, shipped_model):
+    """``python -m bench streams --quick``: every way at 1 and 10 streams, in fresh processes; the
+    table, the figures and issue 19's target lines (not timings: a smoke run)."""
+    from vadstream.evaluation.peers import PeerUnavailable, silero_onnx_path
+
+    try:
+        silero_onnx_path(download=False)
+    except PeerUnavailable as exc:
+        pytest.skip(f"Silero's ONNX file is not cached: {exc}")
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "bench", "streams", "--quick", "--out", str(out), "--model",
+                          str(shipped_model)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = (out / "RESULTS.md").read_text()
+    assert "## Many streams on one machine" in text and "Issue 19's targets: at 10 streams" in text
+    data = json.loads((out / "results" / "streams.json").read_text())["data"]
+    for way in ("multistream", "stream", "silero"):
+        for n in ("1", "10"):
+            r = data["results"][way][n]
+            assert r["streams"] == int(n) and r["streams_per_core"] > 0 and r["rss_kb"] >= r["rss_base_kb"] > 0

@@ -206,3 +206,32 @@ def test_a_model_traced_for_one_stream_gets_one_call_per_stream(signals, tmp_pat
         assert_same([outs[0]], [lone[0].process(signals[0][k:k + 700])])
         assert_same([outs[1]], [lone[1].process(signals[1][k:k + 300])])
     assert_same([engine.remove(0)], [lone[0].close()])
+
+
+def test_the_readme_example_runs(signals, tmp_path):
+    """The README's MultiStream program, as written, on three WAVs of different lengths: each file's
+    lines are a lone Stream's events for it in the same 40 ms blocks."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from audio_gen import write_wav
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### Many streams: `MultiStream`"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "streams.py").write_text(code)
+    wavs = [write_wav(tmp_path / f"s{i}.wav", signals[i][: 60000 + 37000 * i], 16000) for i in range(3)]
+    proc = subprocess.run([sys.executable, "streams.py", *map(str, wavs)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for wav in wavs:
+        with __import__("wave").open(str(wav)) as w:
+            heard = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        lone = Stream(model_path())
+        want = [f"{wav} {e.TYPE} {e.sample_index / 16000}" for k in range(0, heard.size, 640)
+                for e in lone.process(heard[k:k + 640]).events]
+        want += [f"{wav} {e.TYPE} {e.sample_index / 16000} {e.reason.value}" for e in lone.close().events]
+        assert [ln for ln in proc.stdout.splitlines() if ln.startswith(f"{wav} ")] == want
+        assert len(want) >= 2
