@@ -122,6 +122,12 @@ class Collector:
             time.sleep(0.01)
         raise AssertionError(f"no matching message within {timeout_s} s; got {[m.TYPE for m in self.messages]}")
 
+    def wait_stopped(self, timeout_s: float = 10.0) -> events.Status:
+        """The daemon's last message, its ``stopping`` status: once it is here, so is every message
+        before it. (A fixed sleep after the daemon exits is not: on a loaded machine this thread
+        may still be parsing and checking the messages ZeroMQ holds for it.)"""
+        return self.wait_for(lambda m: isinstance(m, events.Status) and m.kind == "stopping", timeout_s)
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
@@ -175,10 +181,11 @@ class DaemonProcess:
         return col
 
     def terminate(self, col: Collector, timeout_s: float = 10.0) -> int:
-        """SIGTERM, wait for the exit, let the last messages arrive, close ``col``; the exit status."""
+        """SIGTERM, wait for the exit and the last message (``stopping``), close ``col``; the exit status."""
         self.signal(signal.SIGTERM)
         rc = self.wait(timeout_s)
-        time.sleep(0.2)
+        if rc == 0:  # else the caller's check of rc shows stderr
+            col.wait_stopped()
         col.close()
         return rc
 

@@ -82,7 +82,8 @@ def file_run(track, tmp_path_factory):
     t0 = time.monotonic()
     rc = d.wait(60)
     elapsed = time.monotonic() - t0
-    time.sleep(0.2)
+    if rc == 0:
+        col.wait_stopped()
     col.close()
     ctx.destroy(linger=0)
     return col, rc, d.stderr(), elapsed
@@ -122,7 +123,7 @@ def test_stdin_gives_the_same_events_as_the_file(file_run, track, tmp_path, ctx)
         d.proc.stdin.write(data[i: i + 3001])
     d.proc.stdin.close()
     assert d.wait(60) == 0, d.stderr()
-    time.sleep(0.2)
+    col.wait_stopped()
     col.close()
     check_stream(col)
     assert all(m.source == "stdin" for m in col.messages)
@@ -138,7 +139,7 @@ def run_file(tmp_path, ctx, wav, *flags) -> Collector:
     d = DaemonProcess(tmp_path, "--input", str(wav), "--no-realtime", "--wait-subscriber", "20", *flags)
     col = Collector(d.events, ctx)
     assert d.wait(60) == 0, d.stderr()
-    time.sleep(0.2)
+    col.wait_stopped()
     col.close()
     check_stream(col)
     return col

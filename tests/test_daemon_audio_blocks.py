@@ -19,14 +19,15 @@ from vadstream.wire.events import SpeechEnd
 
 
 def make_daemon(tmp_path, **detector):
-    return inprocess_daemon(tmp_path, detector, topics=(b"vad.speech_", b"audio."))
+    # vad.status for the last message, stopping: once it is here, so is every message before it
+    return inprocess_daemon(tmp_path, detector, topics=(b"vad.speech_", b"audio.", b"vad.status"))
 
 
 def run(d, col, ctx, script):
     d.source = ScriptedSource(script)
     try:
         assert d.run() == 0
-        time.sleep(0.3)
+        col.wait_stopped()
     finally:
         col.close()
         ctx.destroy(linger=0)

@@ -3,8 +3,6 @@ stream. Nothing kills it; events stay schema-valid and gapless."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from daemon_util import RATE, model_path, speech_track
@@ -42,7 +40,7 @@ def test_bad_blocks_lost_device_and_holes(daemon, tmp_path):
     d.source = ScriptedSource(script)
 
     assert d.run() == 0
-    time.sleep(0.3)
+    col.wait_stopped()
     msgs = col.messages
     assert col.errors == []
     assert [m.seq for m in msgs] == list(range(len(msgs)))
@@ -75,7 +73,7 @@ def test_overlapping_block_is_trimmed_and_int16_is_scaled(daemon):
     d.process_block(AudioBlock(tail, 12000, 0))
     assert d.stream.sample_index == RATE and d.book.errors == 0
     assert d.shutdown(EndReason.END_OF_INPUT) == 0
-    time.sleep(0.3)
+    col.wait_stopped()
     from vadstream.stages.vad import Vad
     heard = np.concatenate([x[:12000], tail / np.float32(32768)])
     expected = Vad(model_path())(heard)  # the hops of one unbroken stream

@@ -210,7 +210,7 @@ def test_live_pipe_into_stdin(server, speech_audio, tmp_path):
         rec.terminate()  # end of input
         rec.wait(5)
         assert d.wait(15) == 0, d.stderr()
-        time.sleep(0.2)
+        col.wait_stopped()
         col.close()
     finally:
         if rec.poll() is None:
