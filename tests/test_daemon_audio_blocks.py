@@ -87,7 +87,7 @@ def test_audio_settings_apply_live(tmp_path):
         assert (d.audio_tap.pre_roll_samples, d.audio_tap.post_roll_samples) == (8000, 2400)
         new = config.from_mapping({"audio": {"pre_roll_ms": 100.0, "post_roll_ms": 50.0},
                                    "detector": {"max_speech_s": 10.0}}, d.cfg)
-        changes = d._apply(new)
+        changes = d.live.set(new)
         assert set(changes) == {"audio.pre_roll_ms", "audio.post_roll_ms", "detector.max_speech_s"}
         assert (d.audio_tap.pre_roll_samples, d.audio_tap.post_roll_samples) == (1600, 800)
         assert d.audio_tap.capacity_samples == int((0.1 + 10 + 0.2 + 2.0) * RATE)  # max(post-roll, hangover 200 ms)

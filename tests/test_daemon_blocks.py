@@ -64,7 +64,7 @@ def test_bad_blocks_lost_device_and_holes(daemon, tmp_path):
 
 def test_overlapping_block_is_trimmed_and_int16_is_scaled(daemon):
     d, col = daemon
-    d.cfg = config.from_mapping({"publisher": {"prob": True}}, d.cfg)
+    d.live.set(config.from_mapping({"publisher": {"prob": True}}, d.cfg))
     x = (0.1 * np.random.default_rng(1).standard_normal(RATE)).astype(np.float32)
     d.process_block(AudioBlock(x[:8000], 0, 0))
     d.process_block(AudioBlock(x[4000:12000], 4000, 0))  # 4000 samples already seen

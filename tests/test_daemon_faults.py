@@ -104,7 +104,7 @@ def test_a_failing_reload_mid_speech_keeps_the_daemon_running(daemon, speech, mo
 
     def heartbeat(now):  # ask for a reload once, in the middle of the segment
         if d.stream.in_speech and d.stream.sample_index > 2 * RATE and not getattr(d, "_asked", False):
-            d._asked = d._reload = True
+            d._asked = d.signals.reload = True
         real(now)
 
     monkeypatch.setattr(d, "heartbeat", heartbeat)

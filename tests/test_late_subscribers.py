@@ -100,13 +100,13 @@ def test_wait_subscriber_notes_while_it_waits(tmp_path, monkeypatch, caplog):
     """In-process with a short note interval: the periodic 'still waiting' lines (every 5 s)."""
     from daemon_util import model_path
 
-    from vadstream.service import config, daemon
+    from vadstream.service import config, daemon, lifecycle
 
     wav = write_wav(tmp_path / "short.wav", np.zeros(RATE, np.float32))
     cfg = config.from_mapping({"input": {"source": str(wav)}, "model": {"path": str(model_path())},
                                "publisher": {"endpoint": f"ipc://{tmp_path}/ev", "control_endpoint": "none",
                                              "wait_subscriber_s": 0.5, "linger_ms": 0}})
-    monkeypatch.setattr(daemon, "WAIT_NOTE_EVERY_S", 0.1)
+    monkeypatch.setattr(lifecycle, "WAIT_NOTE_EVERY_S", 0.1)
     d = daemon.Daemon(cfg)
     caplog.set_level("INFO", logger="vadstream")
     try:

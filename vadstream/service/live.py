@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 from vadstream.service import config
 from vadstream.service.config import Config, ConfigError
@@ -70,6 +70,45 @@ def from_reload(running: Config, last_read: Config, new: Config) -> tuple[Config
         raise ConfigError(f"{new.path}: {exc} (with the values set through the control socket)") from None
     kept = sorted(k for k in config.diff(merged, new) if k.startswith(LIVE_KEYS))
     return merged, kept
+
+
+class LiveConfig:
+    """The running config and the file's as last read (docs/config.md): a control request changes
+    the running config; a reload applies the keys whose value in the file (or the flags) changed
+    since it was last read, so a control change stays until the file changes the same key.
+
+    Args:
+        cfg: the config the daemon started with, read from the file and ``args``.
+        args: the command line; its flags still win on each reload.
+        apply: hands the new running config, and what changed, to the parts that use it.
+    """
+
+    def __init__(self, cfg: Config, args, apply: Callable[[Config, Changes], None]):
+        self.running = cfg
+        self.file = cfg
+        self.args = args
+        self._apply = apply
+
+    def set(self, new: Config) -> Changes:
+        """Apply the live-changeable parts of ``new``; what changed."""
+        self.running, changes = live_part(self.running, new)
+        self._apply(self.running, changes)
+        return changes
+
+    def request(self, request: dict[str, Any]) -> Changes:
+        """Apply a control request's ``config`` command (RequestRefused: why not); what changed."""
+        return self.set(from_request(self.running, request))
+
+    def reload(self) -> tuple[Config, Changes, list[str], list[str]]:
+        """Re-read the file (and flags) and apply what changed in it: the file's config, what
+        changed, the keys control requests keep, the keys that need a restart. Raises (nothing
+        applied) when the file cannot be loaded or conflicts with a kept value."""
+        new = config.load(self.args)
+        merged, kept = from_reload(self.running, self.file, new)
+        restart = restart_needed(self.running, new)
+        changes = self.set(merged)
+        self.file = new
+        return new, changes, kept, restart
 
 
 def describe(changes: Changes) -> str:

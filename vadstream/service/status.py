@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vadstream import __version__
 from vadstream.service import live
@@ -21,8 +21,12 @@ from vadstream.service.config import ConfigError
 from vadstream.stages.samples import SAMPLE_RATE_HZ
 from vadstream.wire.events import Heartbeat, Status
 
+if TYPE_CHECKING:
+    from vadstream.audio.blocks import SourceStatus
+
 log = logging.getLogger("vadstream")
 
+SOURCE_KINDS = ("opened", "lost", "restored", "overflow", "error")  # source statuses published as their own kind
 PROGRESS_MIN_S = 60.0  # unpaced files at least this long log their progress every 10 %
 
 
@@ -79,6 +83,15 @@ class StatusBook:
     def status(self, at: Moment, kind: str, message: str, **details: Any) -> Status:
         return Status(sample_index=at.sample_index, wall_time_ns=at.wall_time_ns, kind=kind, message=message,
                       state=at.state, details=jsonable(details))
+
+    def source_status(self, at: Moment, st: SourceStatus) -> Status:
+        """A change of the audio source's status as a status message (overflows and failures counted)."""
+        if st.kind == "overflow":
+            self.overflows += 1
+        elif st.kind == "error":
+            self.source_failed = True
+        kind = st.kind if st.kind in SOURCE_KINDS else "error"
+        return self.status(at, kind, st.message, **dict(st.details or {}))
 
     def heartbeat(self, at: Moment, now: float, interval_s: float, publisher) -> Heartbeat | None:
         """A heartbeat when ``interval_s`` has passed since the last one, else None."""
