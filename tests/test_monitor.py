@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import wave
 from pathlib import Path
@@ -258,15 +259,28 @@ def test_real_daemon_events_match_vadstream_file(clip, model, file_segments, tmp
                       "--control-endpoint", "none")
     proc = subprocess.Popen(monitor_cmd("--endpoint", d.events, "--interval-s", "1"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    stopped = threading.Event()
+
+    def read() -> None:  # readline blocks: a thread, so that the wait below has a deadline
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if " stopping: " in line:
+                stopped.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         assert d.wait(60) == 0, d.stderr()
-        time.sleep(0.5)
+        # the daemon's last message: once the monitor shows it, it has shown every event before it
+        # (a fixed sleep was not enough on a loaded machine: the monitor parses every vad.prob)
+        assert stopped.wait(30), lines[-5:]
     finally:
         d.kill()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
-    lines = out.splitlines()
+        proc.wait(10)
+        reader.join(5)
+    assert proc.returncode == 0, proc.stderr.read()
     starts = [float(m[1]) for m in (re.search(r"speech_start at (\d+\.\d+)s", line) for line in lines) if m]
     ends = [float(m[1]) for m in (re.search(r"speech_end at (\d+\.\d+)s", line) for line in lines) if m]
     assert starts == [round(s["start_s"], 3) for s in file_segments]
