@@ -273,7 +273,7 @@ def test_real_daemon_events_match_vadstream_file(clip, model, file_segments, tmp
     try:
         assert d.wait(60) == 0, d.stderr()
         # the daemon's last message: once the monitor shows it, it has shown every event before it
-        # (a fixed sleep was not enough on a loaded machine: the monitor parses every vad.prob)
+        # (a fixed sleep only guesses how long the monitor takes to parse every vad.prob)
         assert stopped.wait(30), lines[-5:]
     finally:
         d.kill()
