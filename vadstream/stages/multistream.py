@@ -103,7 +103,7 @@ class MultiStream:
         """Feed blocks to their streams: a mapping ``{stream_id: samples}``, or ``(stream_id,
         samples)`` / ``(stream_id, samples, start_sample)`` tuples (``start_sample`` as in
         :meth:`Stream.process`). Returns a :class:`StreamOutput` per stream fed. One model call
-        for all the streams with hops due (one per distinct number of due frames); a stream given
+        for all the streams with a hop group due (one more per further group of a long block); a stream given
         several blocks gets them in order, one step each."""
         items = [(k, v) for k, v in blocks.items()] if isinstance(blocks, Mapping) else list(blocks)
         rounds: list[list[Block]] = []
@@ -134,15 +134,16 @@ class MultiStream:
         return [(b[0], s.scored(out, p)) for b, s, out, p in zip(blocks, streams, taken, probs)]
 
     def _score(self, streams: list[Stream]) -> list[np.ndarray]:
+        """One call per hop group in turn, as a lone Vad makes them: call r holds the r-th due
+        group of every stream that has one (every call the same number of frames per stream)."""
         frames = [s.vad.due_frames() for s in streams]
-        probs = [_NO_PROBS] * len(streams)
-        by_count: dict[int, list[int]] = {}
-        for i, f in enumerate(frames):
-            if f.shape[0]:
-                by_count.setdefault(f.shape[0], []).append(i)
-        for idx in by_count.values():
+        g = self.spec.frames_per_hop * self.spec.outputs_per_inference
+        groups = [f.shape[0] // g for f in frames]
+        probs = [np.empty(n * g, dtype=np.float32) if n else _NO_PROBS for n in groups]
+        for r in range(max(groups, default=0)):
+            idx = [i for i, n in enumerate(groups) if n > r]
             slots = np.fromiter((streams[i].vad.model.index for i in idx), dtype=np.intp, count=len(idx))  # type: ignore[union-attr]
-            batch = self._model.step(slots, np.stack([frames[i] for i in idx]))  # type: ignore[union-attr]
+            batch = self._model.step(slots, np.stack([frames[i][r * g:(r + 1) * g] for i in idx]))  # type: ignore[union-attr]
             for row, i in enumerate(idx):
-                probs[i] = batch[row]
+                probs[i][r * g:(r + 1) * g] = batch[row]
         return probs
