@@ -140,42 +140,38 @@ def load_ami(data_root: Path) -> list:
     return load_folder(folder) if folder.is_dir() else []
 
 
-def load_dev_recorded(data_root: Path, cache_dir: Path, max_files: int | None = None) -> list:
-    """Every dev speech recording as recorded, with teacher labels (closed like the training labels)."""
-    from vadstream.training.data import LabelledAudio, list_audio, load_audio
-    from vadstream.training.scenes import close_dips
-    from vadstream.training.teacher import TeacherCache, frames_to_samples
-
-    teacher = TeacherCache(cache_dir / "teacher")
-    paths = list_audio(data_root / "dev" / "speech")
-    if max_files:
-        paths = paths[:: max(1, len(paths) // max_files)][:max_files]
-    items = []
-    for p in paths:
-        x = load_audio(p)
-        probs = frames_to_samples(close_dips(teacher.frame_probs(p, x)), x.size)
-        items.append(LabelledAudio(name=f"{p.parent.name}/{p.stem}", audio=x, speech=probs >= 0.5, snr_db=None))
-    return items
-
-
 WORD_SETS = ("coswara-counting", "librispeech", "grid")  # dev recordings scored at word level
 NOISY_WORD_SETS = ("precise", "coswara-counting")  # short words for the noisy-words set
 NOISY_WORD_NOISE = ("ambient", "babble")  # the real dev noise they are mixed with
 NOISY_WORD_SNRS_DB = (0.0, 5.0, 10.0)
 
 
-def _teacher_labelled(data_root: Path, cache_dir: Path, sets: Sequence[str], max_files: int | None):
-    """(path, audio, word-level teacher labels per sample) of the dev recordings of ``sets``."""
+def _teacher_labelled(data_root: Path, cache_dir: Path, sets: Sequence[str] | None, max_files: int | None,
+                      close: bool = False):
+    """(path, audio, teacher labels per sample) of the dev recordings of ``sets`` (None: all):
+    word-level (the teacher's frames as they are) or, with ``close``, closed like the training labels."""
     from vadstream.training.data import list_audio, load_audio
+    from vadstream.training.scenes import close_dips
     from vadstream.training.teacher import TeacherCache, frames_to_samples
 
     teacher = TeacherCache(cache_dir / "teacher")
-    paths = [p for name in sets for p in list_audio(data_root / "dev" / "speech" / name)]
+    root = data_root / "dev" / "speech"
+    paths = list_audio(root) if sets is None else [p for name in sets for p in list_audio(root / name)]
     if max_files:
         paths = paths[:: max(1, len(paths) // max_files)][:max_files]
     for p in paths:
         x = load_audio(p)
-        yield p, x, frames_to_samples(teacher.frame_probs(p, x).astype(np.float32), x.size) >= 0.5
+        frames = teacher.frame_probs(p, x)
+        frames = close_dips(frames) if close else frames.astype(np.float32)
+        yield p, x, frames_to_samples(frames, x.size) >= 0.5
+
+
+def load_dev_recorded(data_root: Path, cache_dir: Path, max_files: int | None = None) -> list:
+    """Every dev speech recording as recorded, with teacher labels (closed like the training labels)."""
+    from vadstream.training.data import LabelledAudio
+
+    return [LabelledAudio(name=f"{p.parent.name}/{p.stem}", audio=x, speech=speech, snr_db=None)
+            for p, x, speech in _teacher_labelled(data_root, cache_dir, None, max_files, close=True)]
 
 
 def load_dev_words(data_root: Path, cache_dir: Path, max_files: int | None = None) -> list:
