@@ -15,7 +15,7 @@ step runs it once for all the streams that have hops due, their states stacked o
 A stream's probabilities and events are bit for bit those of a lone ``Stream`` given the same
 blocks, whatever the other streams do (the batch-dynamic graph gives a stream in a batch the
 numbers of a call for it alone; the Vad's MFCC passes and frames are its own). Memory per stream
-is fixed: the model state (:attr:`BatchedModel.state_bytes`, 2.6 KB for 4.0) plus the Stream's
+is fixed: the model state (:attr:`BatchedModel.state_bytes`, 1.4 KB for 5.0) plus the Stream's
 buffers (tens of KB, bench/RESULTS.md); the shared session is loaded once.
 
 A model that cannot step many streams per call (a window model, or a streaming file traced for one
