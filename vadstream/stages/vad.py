@@ -111,8 +111,6 @@ class Vad:
             start = self._groups_done * self._group_frames - self._first_kept_frame
             self._groups_done = ready
             g = self._group_frames
-            if n == 1:
-                return self.model.stream(self._frames[start: start + g])
             out = np.empty(n * g, dtype=np.float32)
             for i in range(n):
                 self.model.stream(self._frames[start + i * g: start + (i + 1) * g], out[i * g: (i + 1) * g])
@@ -152,7 +150,7 @@ class Vad:
         return self._groups_ready > self._groups_done
 
     def score(self) -> np.ndarray:
-        """The probabilities of the hop groups taken and due, from the model (one call)."""
+        """The probabilities of the hop groups taken and due, from the model (one call per group)."""
         return self._score_ready(self._n_frames)
 
     def due_frames(self) -> np.ndarray:

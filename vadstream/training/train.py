@@ -536,8 +536,9 @@ def mix_teachers(targets: np.ndarray, silero: np.ndarray | None, weight: float, 
         raise ValueError("--silero-weight needs scenes with Silero's probabilities (a cache built with it)")
     from vadstream.training.teacher import best_lag_hops, shift_hops
 
-    lag = best_lag_hops(silero[:, :targets.shape[1]], targets)
-    aligned = shift_hops(silero[:, :targets.shape[1]], lag)
+    silero = silero[:, :targets.shape[1]]
+    lag = best_lag_hops(silero, targets)
+    aligned = shift_hops(silero, lag)
     if log:
         agree = float(np.mean((aligned >= 0.5) == (targets >= 0.5)))
         log(f"second teacher: Silero lags FireRedVAD by {lag} hop(s) ({lag * HOP_S * 1000:.0f} ms); aligned, the "
